@@ -1,0 +1,205 @@
+package unixfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	dag "github.com/ipfs/boxo/ipld/merkledag"
+	ft "github.com/ipfs/boxo/ipld/unixfs"
+	cid "github.com/ipfs/go-cid"
+
+	"github.com/ingestd/ingestd/ingest"
+	"github.com/ingestd/ingestd/ingest/multipart"
+)
+
+// Output is one object of the /add response stream (IPFS Cluster's
+// AddedOutput without allocations). A progress object has an undefined Cid
+// and Bytes set.
+type Output struct {
+	Name  string
+	Cid   cid.Cid
+	Size  uint64 // cumulative DAG size, as kubo's Size
+	Bytes uint64 // bytes of the current file read so far (progress only)
+}
+
+// IsProgress reports whether o is a progress object.
+func (o Output) IsProgress() bool { return !o.Cid.Defined() }
+
+// EntryReader yields the entries of an upload; *multipart.Reader is one.
+type EntryReader interface {
+	Next() (*multipart.Entry, error)
+}
+
+// DefaultMaxEntries bounds the entries of one upload: each costs the
+// directory builder about a hundred bytes until the upload ends.
+const DefaultMaxEntries = 4 << 20
+
+// progressStep is how often progress objects are emitted, as kubo's and
+// IPFS Cluster's progressReaderIncrement.
+const progressStep = 256 << 10
+
+// ErrNoFiles is returned for an upload without any entry.
+var ErrNoFiles = errors.New("unixfs: no files in the upload")
+
+// Import reads every entry of r, builds the UnixFS DAG exactly as
+// `ipfs add` would with the same options, sends every block to sink and
+// reports each file, directory and the root to emit, in IPFS Cluster's
+// order: files as they finish, then directories, children before parents,
+// then the wrapping directory. It returns the roots that should be pinned:
+// one per top-level entry, or the wrapper alone with Options.Wrap.
+//
+// o must have been resolved (Options.Resolve). emit is called on the
+// calling goroutine.
+func Import(ctx context.Context, r EntryReader, o *Options, pool *ingest.HashPool, sink ingest.Sink, emit func(Output) error) ([]cid.Cid, error) {
+	if o.builder == nil {
+		return nil, errors.New("unixfs: options not resolved")
+	}
+	top := newDir("")
+	entries := 0
+	for {
+		e, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("cannot read upload: %w", err)
+		}
+		if entries++; entries > DefaultMaxEntries {
+			return nil, fmt.Errorf("%w: more than %d entries in one upload", ErrBadEntry, DefaultMaxEntries)
+		}
+		if err := addEntry(ctx, top, e, o, pool, sink, emit); err != nil {
+			return nil, err
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	if len(top.order) == 0 {
+		return nil, ErrNoFiles
+	}
+	if o.Wrap {
+		c, _, err := top.build(ctx, o, sink, emit)
+		if err != nil {
+			return nil, err
+		}
+		return []cid.Cid{c}, nil
+	}
+	roots := make([]cid.Cid, 0, len(top.order))
+	for _, name := range top.order {
+		c := top.children[name]
+		if c.sub != nil {
+			var err error
+			if c.cid, c.tsize, err = c.sub.build(ctx, o, sink, emit); err != nil {
+				return nil, err
+			}
+			c.sub = nil
+		}
+		roots = append(roots, c.cid)
+	}
+	return roots, nil
+}
+
+// addEntry places e in the tree, creating implicit parent directories, and
+// builds it if it is a file or a symlink.
+func addEntry(ctx context.Context, top *dir, e *multipart.Entry, o *Options, pool *ingest.HashPool, sink ingest.Sink, emit func(Output) error) error {
+	parent := top
+	elems := strings.Split(e.Path, "/")
+	if e.Path == "" {
+		elems = []string{""}
+	}
+	for _, el := range elems[:len(elems)-1] {
+		c := parent.child(el)
+		if c == nil {
+			c = &dirChild{sub: newDir(joinName(parent.name, el))}
+			if err := parent.add(el, c); err != nil {
+				return err
+			}
+		}
+		if c.sub == nil {
+			return fmt.Errorf("%w: %q is a file, not a directory", ErrBadEntry, joinName(parent.name, el))
+		}
+		parent = c.sub
+	}
+	name := elems[len(elems)-1]
+	path := joinName(parent.name, name)
+	mode, mtime := e.Mode, e.Mtime
+	if !o.PreserveMode {
+		mode = 0
+	}
+	if !o.PreserveMtime {
+		mtime = time.Time{}
+	}
+	switch e.Kind {
+	case multipart.Dir:
+		if c := parent.child(name); c != nil {
+			// A directory part after its children were seen (or twice):
+			// keep the tree, take the stat.
+			if c.sub == nil {
+				return fmt.Errorf("%w: %q is in the upload twice", ErrBadEntry, path)
+			}
+			c.sub.mode, c.sub.mtime = mode, mtime
+			return nil
+		}
+		d := newDir(path)
+		d.mode, d.mtime = mode, mtime
+		return parent.add(name, &dirChild{sub: d})
+	case multipart.Symlink:
+		data, err := ft.SymlinkData(e.Target)
+		if err != nil {
+			return fmt.Errorf("cannot encode symlink %q: %w", path, err)
+		}
+		if !mtime.IsZero() {
+			fsn, err := ft.FSNodeFromBytes(data)
+			if err != nil {
+				return fmt.Errorf("cannot encode symlink %q: %w", path, err)
+			}
+			fsn.SetModTime(mtime)
+			if data, err = fsn.GetBytes(); err != nil {
+				return fmt.Errorf("cannot encode symlink %q: %w", path, err)
+			}
+		}
+		pn := dag.NodeWithData(data)
+		if err := pn.SetCidBuilder(o.builder); err != nil {
+			return fmt.Errorf("cannot encode symlink %q: %w", path, err)
+		}
+		if err := putNode(ctx, sink, pn); err != nil {
+			return err
+		}
+		size, _ := pn.Size()
+		if err := parent.add(name, &dirChild{cid: pn.Cid(), tsize: size}); err != nil {
+			return err
+		}
+		return emit(Output{Name: path, Cid: pn.Cid(), Size: size})
+	default:
+		if parent.child(name) != nil {
+			return fmt.Errorf("%w: %q is in the upload twice", ErrBadEntry, path)
+		}
+		var onRead func(int)
+		var read, last uint64
+		if o.Progress {
+			onRead = func(n int) {
+				if read += uint64(n); read-last >= progressStep {
+					last = read
+					_ = emit(Output{Name: path, Bytes: read})
+				}
+			}
+		}
+		root, err := buildFile(ctx, e.Body, o, pool, sink, mode, mtime, onRead)
+		if err != nil {
+			return fmt.Errorf("cannot import file %q: %w", path, err)
+		}
+		if o.Progress && (read != last || read == 0) {
+			if err := emit(Output{Name: path, Bytes: read}); err != nil {
+				return err
+			}
+		}
+		if err := parent.add(name, &dirChild{cid: root.cid, tsize: root.tsize}); err != nil {
+			return err
+		}
+		return emit(Output{Name: path, Cid: root.cid, Size: root.tsize})
+	}
+}
