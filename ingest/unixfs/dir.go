@@ -29,9 +29,10 @@ type dir struct {
 }
 
 type dirChild struct {
-	sub   *dir // nil for files and symlinks
-	cid   cid.Cid
-	tsize uint64
+	sub      *dir // nil for files, symlinks and finished directories
+	cid      cid.Cid
+	tsize    uint64
+	finished bool // a directory already built; nothing may be added to it
 }
 
 func newDir(name string) *dir {

@@ -52,6 +52,11 @@ var ErrNoFiles = errors.New("unixfs: no files in the upload")
 // then the wrapping directory. It returns the roots that should be pinned:
 // one per top-level entry, or the wrapper alone with Options.Wrap.
 //
+// Without Options.Wrap each top-level entry is a separate add, as in kubo
+// (one Unixfs().Add per path) and IPFS Cluster (one AddAllAndPin per
+// entry): a top-level directory is finished and reported as soon as the
+// next top-level entry starts, so the last output is always the last root.
+//
 // o must have been resolved (Options.Resolve). emit is called on the
 // calling goroutine.
 func Import(ctx context.Context, r EntryReader, o *Options, pool *ingest.HashPool, sink ingest.Sink, emit func(Output) error) ([]cid.Cid, error) {
@@ -60,6 +65,7 @@ func Import(ctx context.Context, r EntryReader, o *Options, pool *ingest.HashPoo
 	}
 	top := newDir("")
 	entries := 0
+	open := "" // unwrapped top-level entry the last entry belonged to
 	for {
 		e, err := r.Next()
 		if err == io.EOF {
@@ -70,6 +76,15 @@ func Import(ctx context.Context, r EntryReader, o *Options, pool *ingest.HashPoo
 		}
 		if entries++; entries > DefaultMaxEntries {
 			return nil, fmt.Errorf("%w: more than %d entries in one upload", ErrBadEntry, DefaultMaxEntries)
+		}
+		if !o.Wrap {
+			first, _, _ := strings.Cut(e.Path, "/")
+			if first != open {
+				if err := top.finish(ctx, open, o, sink, emit); err != nil {
+					return nil, err
+				}
+				open = first
+			}
 		}
 		if err := addEntry(ctx, top, e, o, pool, sink, emit); err != nil {
 			return nil, err
@@ -88,19 +103,30 @@ func Import(ctx context.Context, r EntryReader, o *Options, pool *ingest.HashPoo
 		}
 		return []cid.Cid{c}, nil
 	}
+	if err := top.finish(ctx, open, o, sink, emit); err != nil {
+		return nil, err
+	}
 	roots := make([]cid.Cid, 0, len(top.order))
 	for _, name := range top.order {
-		c := top.children[name]
-		if c.sub != nil {
-			var err error
-			if c.cid, c.tsize, err = c.sub.build(ctx, o, sink, emit); err != nil {
-				return nil, err
-			}
-			c.sub = nil
-		}
-		roots = append(roots, c.cid)
+		roots = append(roots, top.children[name].cid)
 	}
 	return roots, nil
+}
+
+// finish builds the child directory name of d, if there is one still open,
+// and keeps only its CID. Entries that come later under that name are
+// rejected: the parts of one directory must be contiguous (spec §4.2).
+func (d *dir) finish(ctx context.Context, name string, o *Options, sink ingest.Sink, emit func(Output) error) error {
+	c := d.children[name]
+	if c == nil || c.sub == nil {
+		return nil
+	}
+	var err error
+	if c.cid, c.tsize, err = c.sub.build(ctx, o, sink, emit); err != nil {
+		return err
+	}
+	c.sub, c.finished = nil, true
+	return nil
 }
 
 // addEntry places e in the tree, creating implicit parent directories, and
@@ -118,6 +144,9 @@ func addEntry(ctx context.Context, top *dir, e *multipart.Entry, o *Options, poo
 			if err := parent.add(el, c); err != nil {
 				return err
 			}
+		}
+		if c.finished {
+			return fmt.Errorf("%w: the entries of directory %q are not contiguous", ErrBadEntry, joinName(parent.name, el))
 		}
 		if c.sub == nil {
 			return fmt.Errorf("%w: %q is a file, not a directory", ErrBadEntry, joinName(parent.name, el))
