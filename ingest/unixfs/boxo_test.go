@@ -10,9 +10,11 @@ import (
 
 	chunker "github.com/ipfs/boxo/chunker"
 	dstest "github.com/ipfs/boxo/ipld/merkledag/test"
+	ft "github.com/ipfs/boxo/ipld/unixfs"
 	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
 	ihelper "github.com/ipfs/boxo/ipld/unixfs/importer/helpers"
 	"github.com/ipfs/boxo/ipld/unixfs/importer/trickle"
+	pb "github.com/ipfs/boxo/ipld/unixfs/pb"
 	cid "github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
 
@@ -112,6 +114,23 @@ func TestFileMatchesBoxo(t *testing.T) {
 				if _, ok := sink.blocks[root.cid]; !ok && root.cid.Prefix().MhType != mh.IDENTITY {
 					t.Fatalf("%s/%d: root %s not stored", v.name, size, root.cid)
 				}
+			}
+		}
+	}
+}
+
+func TestEncodeLeafMatchesBoxo(t *testing.T) {
+	b := &fileBuilder{opts: &Options{}}
+	for _, typ := range []pb.Data_DataType{ft.TFile, ft.TRaw} {
+		b.leafType = typ
+		for _, n := range []int{1, 127, 128, 300, 16383, 16384, 262144, 1 << 20, 2<<20 - 256} {
+			data := bytes.Repeat([]byte{byte(n)}, n)
+			pn, err := b.protoLeaf(data, time.Time{}, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := encodeLeaf(data, typ); !bytes.Equal(got, pn.RawData()) {
+				t.Fatalf("type %v, %d bytes: encodings differ", typ, n)
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package unixfs
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -125,12 +126,8 @@ func (b *fileBuilder) encodeLeaf(n *node, data []byte) {
 		n.block, n.tsize = data, uint64(len(data))
 		return
 	}
-	pn, err := b.protoLeaf(data, time.Time{}, 0)
-	if err != nil {
-		n.err = err
-		return
-	}
-	n.cid, n.block = pn.Cid(), pn.RawData()
+	n.block = encodeLeaf(data, b.leafType)
+	n.cid, n.err = b.opts.builder.Sum(n.block)
 	n.tsize = uint64(len(n.block))
 	n.data = data
 }
@@ -404,4 +401,32 @@ func (b *fileBuilder) fillTrickle(p *parent, maxDepth int, isRoot bool) (*node, 
 		}
 	}
 	return b.commit(p, isRoot && b.hasAttrs())
+}
+
+// encodeLeaf is the dag-pb encoding of a UnixFS leaf without links,
+// metadata or block sizes, written in one pass: PBNode{Data: Data{Type,
+// Data, filesize}}. It equals what boxo's FSNode.GetBytes plus
+// ProtoNode.RawData produce (TestEncodeLeafMatchesBoxo) with one copy of
+// the chunk instead of two.
+func encodeLeaf(data []byte, typ pb.Data_DataType) []byte {
+	n := uint64(len(data))
+	inner := 1 + uvarintLen(uint64(typ)) + 1 + uvarintLen(n) + len(data) + 1 + uvarintLen(n)
+	out := make([]byte, 0, 1+uvarintLen(uint64(inner))+inner)
+	out = append(out, 0x0a) // PBNode.Data, field 1, bytes
+	out = binary.AppendUvarint(out, uint64(inner))
+	out = append(out, 0x08) // Data.Type, field 1, varint
+	out = binary.AppendUvarint(out, uint64(typ))
+	out = append(out, 0x12) // Data.Data, field 2, bytes
+	out = binary.AppendUvarint(out, n)
+	out = append(out, data...)
+	out = append(out, 0x18) // Data.filesize, field 3, varint
+	return binary.AppendUvarint(out, n)
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
 }
