@@ -129,7 +129,7 @@ func TestEncodeLeafMatchesBoxo(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := encodeLeaf(data, typ); !bytes.Equal(got, pn.RawData()) {
+			if got := encodeLeaf(nil, data, typ); !bytes.Equal(got, pn.RawData()) {
 				t.Fatalf("type %v, %d bytes: encodings differ", typ, n)
 			}
 		}

@@ -15,6 +15,7 @@ import (
 	pb "github.com/ipfs/boxo/ipld/unixfs/pb"
 	cid "github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
+	pool "github.com/libp2p/go-buffer-pool"
 	mh "github.com/multiformats/go-multihash"
 
 	"github.com/ingestd/ingestd/ingest"
@@ -28,7 +29,7 @@ type node struct {
 	tsize    uint64 // encoded size of the node plus all its descendants
 	fileSize uint64 // bytes of file content below this node
 	block    []byte // encoded block; nil once handed to the sink
-	data     []byte // leaf content, kept only for a dag-pb leaf that may become the root
+	leaf     bool   // block came from the buffer pool
 	err      error
 	ready    chan struct{}
 }
@@ -55,6 +56,9 @@ type fileBuilder struct {
 	readErr error      // set before pending is closed
 
 	onRead func(n int) // progress callback, called as leaves are consumed
+	// recycle: the sink copies blocks, so leaf buffers go back to the pool
+	// after Put. Otherwise the sink owns them.
+	recycle bool
 }
 
 // errStop ends the reader early; it is never reported.
@@ -72,6 +76,7 @@ func buildFile(ctx context.Context, r io.Reader, o *Options, pool *ingest.HashPo
 		return nil, fmt.Errorf("%w: chunker %q: %w", ErrBadOption, o.Chunker, err)
 	}
 	b := &fileBuilder{ctx: ctx, opts: o, pool: pool, sink: sink, leafType: ft.TFile, mode: mode, mtime: mtime, onRead: onRead}
+	_, b.recycle = sink.(ingest.CopyingSink)
 	if o.Trickle {
 		b.leafType = ft.TRaw
 	}
@@ -106,7 +111,7 @@ func (b *fileBuilder) read(spl chunker.Splitter, stop <-chan struct{}) {
 			b.readErr = err
 			return
 		}
-		n := &node{ready: make(chan struct{}), fileSize: uint64(len(data))}
+		n := &node{ready: make(chan struct{}), fileSize: uint64(len(data)), leaf: true}
 		select {
 		case b.pending <- n:
 		case <-stop:
@@ -126,10 +131,10 @@ func (b *fileBuilder) encodeLeaf(n *node, data []byte) {
 		n.block, n.tsize = data, uint64(len(data))
 		return
 	}
-	n.block = encodeLeaf(data, b.leafType)
+	n.block = encodeLeaf(pool.Get(encodedLeafLen(len(data)))[:0], data, b.leafType)
+	pool.Put(data) // encodeLeaf copied it; the chunk buffer goes back to the chunker
 	n.cid, n.err = b.opts.builder.Sum(n.block)
 	n.tsize = uint64(len(n.block))
-	n.data = data
 }
 
 func (b *fileBuilder) protoLeaf(data []byte, mtime time.Time, mode os.FileMode) (*dag.ProtoNode, error) {
@@ -200,12 +205,18 @@ func (b *fileBuilder) store(n *node) error {
 		return nil
 	}
 	blk := n.block
-	n.block, n.data = nil, nil
+	n.block = nil
 	if n.cid.Prefix().MhType == mh.IDENTITY {
+		if b.recycle && n.leaf {
+			pool.Put(blk)
+		}
 		return nil // identity CIDs carry their data; kubo stores nothing for them
 	}
 	if err := b.sink.Put(b.ctx, n.cid, blk); err != nil {
 		return fmt.Errorf("cannot store block %s: %w", n.cid, err)
+	}
+	if b.recycle && n.leaf {
+		pool.Put(blk) // the sink copied it; leaf buffers came from the pool
 	}
 	return nil
 }
@@ -276,7 +287,7 @@ func (b *fileBuilder) balanced() (*node, error) {
 		if b.readErr != nil {
 			return nil, fmt.Errorf("cannot read file: %w", b.readErr)
 		}
-		return b.leafRoot(&node{fileSize: 0}, nil)
+		return b.leafRoot(&node{fileSize: 0})
 	}
 	root, err := b.nextLeaf()
 	if err != nil {
@@ -286,7 +297,7 @@ func (b *fileBuilder) balanced() (*node, error) {
 		if b.readErr != nil {
 			return nil, fmt.Errorf("cannot read file: %w", b.readErr)
 		}
-		return b.leafRoot(root, root.data)
+		return b.leafRoot(root)
 	}
 	for depth := 1; !b.isDone(); depth++ {
 		p := b.newParent()
@@ -309,7 +320,7 @@ func (b *fileBuilder) balanced() (*node, error) {
 // leafRoot handles a file of at most one chunk, whose root is its leaf.
 // With mode or mtime the leaf is encoded again with them, as boxo does in
 // SetFileAttributes; an empty file gets an empty leaf.
-func (b *fileBuilder) leafRoot(leaf *node, data []byte) (*node, error) {
+func (b *fileBuilder) leafRoot(leaf *node) (*node, error) {
 	if leaf.cid.Defined() && !b.hasAttrs() {
 		return leaf, nil
 	}
@@ -319,7 +330,20 @@ func (b *fileBuilder) leafRoot(leaf *node, data []byte) (*node, error) {
 		}
 		n := &node{}
 		b.encodeLeaf(n, []byte{})
+		n.leaf = false
 		return n, n.err
+	}
+	var data []byte
+	if leaf.block != nil {
+		pn, err := dag.DecodeProtobuf(leaf.block)
+		if err != nil {
+			return nil, fmt.Errorf("cannot decode leaf: %w", err)
+		}
+		fsn, err := ft.FSNodeFromBytes(pn.Data())
+		if err != nil {
+			return nil, fmt.Errorf("cannot decode leaf: %w", err)
+		}
+		data = fsn.Data()
 	}
 	pn, err := b.protoLeaf(data, b.mtime, b.mode)
 	if err != nil {
@@ -408,10 +432,9 @@ func (b *fileBuilder) fillTrickle(p *parent, maxDepth int, isRoot bool) (*node, 
 // Data, filesize}}. It equals what boxo's FSNode.GetBytes plus
 // ProtoNode.RawData produce (TestEncodeLeafMatchesBoxo) with one copy of
 // the chunk instead of two.
-func encodeLeaf(data []byte, typ pb.Data_DataType) []byte {
+func encodeLeaf(out, data []byte, typ pb.Data_DataType) []byte {
 	n := uint64(len(data))
-	inner := 1 + uvarintLen(uint64(typ)) + 1 + uvarintLen(n) + len(data) + 1 + uvarintLen(n)
-	out := make([]byte, 0, 1+uvarintLen(uint64(inner))+inner)
+	inner := leafInnerLen(len(data), typ)
 	out = append(out, 0x0a) // PBNode.Data, field 1, bytes
 	out = binary.AppendUvarint(out, uint64(inner))
 	out = append(out, 0x08) // Data.Type, field 1, varint
@@ -421,6 +444,16 @@ func encodeLeaf(data []byte, typ pb.Data_DataType) []byte {
 	out = append(out, data...)
 	out = append(out, 0x18) // Data.filesize, field 3, varint
 	return binary.AppendUvarint(out, n)
+}
+
+func leafInnerLen(n int, typ pb.Data_DataType) int {
+	return 1 + uvarintLen(uint64(typ)) + 1 + uvarintLen(uint64(n)) + n + 1 + uvarintLen(uint64(n))
+}
+
+// encodedLeafLen bounds the size of encodeLeaf's output for n bytes of data.
+func encodedLeafLen(n int) int {
+	inner := leafInnerLen(n, ft.TFile) // TFile and TRaw both encode in one byte
+	return 1 + uvarintLen(uint64(inner)) + inner
 }
 
 func uvarintLen(v uint64) int {
