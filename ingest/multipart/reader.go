@@ -1,6 +1,7 @@
 package multipart
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -63,13 +64,43 @@ type Entry struct {
 
 // Reader iterates over the entries of a multipart body.
 type Reader struct {
-	mr   *multipart.Reader
-	part *multipart.Part
+	mr       *multipart.Reader
+	part     *multipart.Part
+	tail     *tailReader
+	boundary string
 }
 
 // NewReader reads body, a multipart body with the given boundary.
 func NewReader(body io.Reader, boundary string) *Reader {
-	return &Reader{mr: multipart.NewReader(body, boundary)}
+	t := &tailReader{r: body, keep: len(boundary) + 8}
+	return &Reader{mr: multipart.NewReader(t, boundary), tail: t, boundary: boundary}
+}
+
+// tailReader remembers the last bytes of the body. mime/multipart returns a
+// bare io.EOF both after the closing delimiter and when the body ends inside
+// a part's headers; only the former is a complete upload, and it is the one
+// whose body ends with "--boundary--" (plus CRLF). An epilogue after the
+// delimiter (which no client sends) would make a complete body look
+// truncated, never the reverse.
+type tailReader struct {
+	r    io.Reader
+	keep int
+	buf  []byte
+}
+
+func (t *tailReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if n > 0 {
+		t.buf = append(t.buf, p[:n]...)
+		if len(t.buf) > t.keep {
+			t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.keep:]...)
+		}
+	}
+	return n, err
+}
+
+func (t *tailReader) closed(boundary string) bool {
+	return bytes.Contains(t.buf, []byte("--"+boundary+"--"))
 }
 
 // Boundary checks a request Content-Type and returns its boundary. Like
@@ -95,6 +126,9 @@ func (r *Reader) Next() (*Entry, error) {
 	}
 	p, err := r.mr.NextPart()
 	if err == io.EOF {
+		if !r.tail.closed(r.boundary) {
+			return nil, fmt.Errorf("%w: cannot read part: %w", ErrMalformed, io.ErrUnexpectedEOF)
+		}
 		return nil, io.EOF
 	}
 	if err != nil {

@@ -132,3 +132,21 @@ func FuzzReader(f *testing.F) {
 		}
 	})
 }
+
+// A body cut inside a part's headers must not read as a clean end.
+func TestTruncatedInHeaders(t *testing.T) {
+	full := build("Content-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\nx")
+	for cut := 1; cut < len(full)-len("--B--\r\n"); cut++ {
+		r := NewReader(strings.NewReader(full[:cut]), "B")
+		var err error
+		for err == nil {
+			var e *Entry
+			if e, err = r.Next(); err == nil && e.Body != nil {
+				_, err = io.Copy(io.Discard, e.Body)
+			}
+		}
+		if err == io.EOF {
+			t.Fatalf("cut at %d of %d (%q) reads as a complete body", cut, len(full), full[:cut])
+		}
+	}
+}

@@ -1,0 +1,36 @@
+# The one command that runs every test: `make test`. CI runs exactly it
+# (.ci/run). It builds kubo v0.42.0 first (tests use real kubo as the CID
+# oracle and as the IPFS peers), then vet, the whole suite, the race
+# detector, and a short run of every fuzz target.
+
+GO ?= go
+FUZZTIME ?= 15s
+
+.PHONY: test vet unit race fuzz build run bench
+
+build:
+	$(GO) build -o ingestd ./cmd/ingestd
+
+run:
+	$(GO) run ./cmd/ingestd
+
+test: vet unit race fuzz
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
+
+unit:
+	INGESTD_IPFS_BIN=$$(bash .ci/kubo.sh) INGESTD_REQUIRE_KUBO=1 $(GO) test -count=1 -shuffle=on ./...
+
+# The race detector slows hashing about tenfold, so it runs the short suite
+# (the large-file conformance cases run above, without it).
+race:
+	INGESTD_IPFS_BIN=$$(bash .ci/kubo.sh) INGESTD_REQUIRE_KUBO=1 $(GO) test -count=1 -race -short ./...
+
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzReader$$' -fuzztime=$(FUZZTIME) ./ingest/multipart
+	$(GO) test -run='^$$' -fuzz='^FuzzParseAddParams$$' -fuzztime=$(FUZZTIME) ./restapi
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchtime=3x ./ingest/unixfs

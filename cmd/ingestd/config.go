@@ -1,0 +1,92 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+)
+
+// Config is the whole configuration of the daemon. The zero value plus
+// defaults() is the zero-configuration mode.
+type Config struct {
+	// Data is the directory of the embedded block and pin store and of the
+	// peer identity. Default ~/.ingestd.
+	Data string `json:"data"`
+	// Listen is the REST API address. Default 127.0.0.1:9094, as IPFS Cluster.
+	Listen string `json:"listen"`
+	// PeerName is reported by /id. Default "".
+	PeerName string `json:"peername"`
+}
+
+func (c *Config) defaults() {
+	if c.Data == "" {
+		home, err := os.UserHomeDir()
+		if err != nil || home == "" {
+			home = "."
+		}
+		c.Data = filepath.Join(home, ".ingestd")
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:9094"
+	}
+}
+
+func (c *Config) validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("cannot use listen address %q: %w", c.Listen, err)
+	}
+	return nil
+}
+
+// loadConfig merges the config file, the environment and the flags.
+func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*Config, error) {
+	fs := flag.NewFlagSet("ingestd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgFile := fs.String("config", getenv("INGESTD_CONFIG"), "JSON config file (env INGESTD_CONFIG)")
+	data := fs.String("data", "", "data directory (env INGESTD_DATA; default ~/.ingestd)")
+	listen := fs.String("listen", "", "REST API listen address (env INGESTD_LISTEN; default 127.0.0.1:9094)")
+	peername := fs.String("peername", "", "peer name reported by /id (env INGESTD_PEERNAME)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	c := &Config{}
+	if *cfgFile != "" {
+		b, err := os.ReadFile(*cfgFile)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read config file: %w", err)
+		}
+		dec := json.NewDecoder(bytesReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(c); err != nil {
+			return nil, fmt.Errorf("cannot parse config file %s: %w", *cfgFile, err)
+		}
+	}
+	for _, o := range []struct {
+		env  string
+		flag string
+		dst  *string
+	}{
+		{"INGESTD_DATA", *data, &c.Data},
+		{"INGESTD_LISTEN", *listen, &c.Listen},
+		{"INGESTD_PEERNAME", *peername, &c.PeerName},
+	} {
+		if v := getenv(o.env); v != "" {
+			*o.dst = v
+		}
+		if o.flag != "" {
+			*o.dst = o.flag
+		}
+	}
+	c.defaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}

@@ -1,0 +1,17 @@
+// Command ingestd runs the ingestd service: the IPFS Cluster REST API with a
+// streaming /add, over an embedded block and pin store.
+//
+// With no configuration it listens on 127.0.0.1:9094 and keeps its data in
+// ~/.ingestd. Settings come, in increasing priority, from defaults, an
+// optional JSON config file (--config), INGESTD_* environment variables and
+// flags:
+//
+//	--config FILE     INGESTD_CONFIG   JSON object with the keys below
+//	--data DIR        INGESTD_DATA     "data"    (default ~/.ingestd)
+//	--listen ADDR     INGESTD_LISTEN   "listen"  (default 127.0.0.1:9094)
+//	--peername NAME   INGESTD_PEERNAME "peername"
+//
+// SIGINT or SIGTERM stops it gracefully: no new connections, in-flight adds
+// finish (or fail after the shutdown timeout, recording no pin), then the
+// store is closed.
+package main

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/ingestd/ingestd/ingest"
+	"github.com/ingestd/ingestd/localstore"
+	"github.com/ingestd/ingestd/pinner"
+	"github.com/ingestd/ingestd/restapi"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Getenv, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "ingestd:", err)
+		os.Exit(1)
+	}
+}
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+func run(args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := loadConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	logger := log.New(stderr, "ingestd: ", log.LstdFlags)
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return fmt.Errorf("cannot create data directory: %w", err)
+	}
+	peerID, err := loadIdentity(cfg.Data)
+	if err != nil {
+		return err
+	}
+	store, err := localstore.Open(cfg.Data+"/store", localstore.Options{})
+	if err != nil {
+		return fmt.Errorf("cannot open store: %w", err)
+	}
+	defer store.Close()
+	pool := ingest.NewHashPool(0)
+	defer pool.Stop()
+	srv, err := restapi.New(restapi.Config{
+		PeerID:   peerID,
+		PeerName: cfg.PeerName,
+		Store:    store,
+		Pins:     pinner.NewStore(store.Datastore()),
+		Pool:     pool,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", cfg.Listen, err)
+	}
+	logger.Printf("peer %s serving the IPFS Cluster REST API on http://%s (data in %s)", peerID, ln.Addr(), cfg.Data)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("cannot serve: %w", err)
+	case s := <-sig:
+		logger.Printf("%s: shutting down", s)
+	}
+	if err := srv.Shutdown(); err != nil {
+		logger.Printf("shutdown: %v", err)
+	}
+	logger.Printf("stopped")
+	return nil
+}

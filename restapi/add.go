@@ -1,0 +1,238 @@
+package restapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	cid "github.com/ipfs/go-cid"
+	"github.com/valyala/fasthttp"
+
+	"github.com/ingestd/ingestd/ingest"
+	"github.com/ingestd/ingestd/ingest/multipart"
+	"github.com/ingestd/ingestd/ingest/unixfs"
+	"github.com/ingestd/ingestd/pinner"
+)
+
+// addedOutput is IPFS Cluster's AddedOutput (spec §4.4): lowercase keys,
+// sizes as numbers, cid null on progress objects.
+type addedOutput struct {
+	Name        string     `json:"name"`
+	Cid         pinner.CID `json:"cid"`
+	Bytes       uint64     `json:"bytes,omitempty"`
+	Size        uint64     `json:"size,omitempty"`
+	Allocations []string   `json:"allocations,omitempty"`
+}
+
+var errTooBusy = &StatusError{Code: fasthttp.StatusServiceUnavailable, RetryAfter: 5, Err: errors.New("too many concurrent adds, retry later")}
+
+// peekedEntries replays the entry read before the response was committed.
+type peekedEntries struct {
+	first *multipart.Entry
+	r     *multipart.Reader
+}
+
+func (p *peekedEntries) Next() (*multipart.Entry, error) {
+	if e := p.first; e != nil {
+		p.first = nil
+		return e, nil
+	}
+	return p.r.Next()
+}
+
+func (s *Server) acquireAdd() bool {
+	select {
+	case s.addSem <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(s.cfg.MaxQueueDuration)
+	defer t.Stop()
+	select {
+	case s.addSem <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// handleAdd is POST /add. Everything that can be checked before the body
+// is read — the query, the Content-Type and the first part — is answered
+// with a 400 error object; after that the 200 is committed and errors go
+// to the X-Stream-Error trailer (spec §1.5).
+func (s *Server) handleAdd(ctx *fasthttp.RequestCtx) error {
+	p, err := ParseAddParams(argsQuery{ctx.QueryArgs()})
+	if err != nil {
+		return err
+	}
+	if p.Format == "car" {
+		return &StatusError{Code: fasthttp.StatusBadRequest, Err: errors.New("format=car is not supported by this version of ingestd yet")}
+	}
+	if p.Shard {
+		return &StatusError{Code: fasthttp.StatusBadRequest, Err: errors.New("shard=true is not supported: ingestd pins whole DAGs")}
+	}
+	boundary, err := multipart.Boundary(string(ctx.Request.Header.ContentType()))
+	if err != nil {
+		return err
+	}
+	if !s.acquireAdd() {
+		return errTooBusy
+	}
+	release := func() { <-s.addSem }
+	mr := multipart.NewReader(requestBody(ctx), boundary)
+	first, err := mr.Next()
+	if err == io.EOF {
+		release()
+		return unixfs.ErrNoFiles
+	}
+	if err != nil {
+		release()
+		return err
+	}
+	entries := &peekedEntries{first: first, r: mr}
+	if !p.StreamChannels {
+		defer release()
+		return s.addBuffered(ctx, p, entries)
+	}
+	// Set before the stream starts; an add that fails before its first
+	// object turns into an error object and these do no harm there.
+	ctx.Response.Header.Set("Cache-Control", "no-cache")
+	ctx.Response.Header.Set("X-Chunked-Output", "1")
+	ctx.Response.Header.SetConnectionClose()
+	s.startStream(ctx, false, func(actx context.Context, send func([]byte) error) error {
+		defer release()
+		return s.runAdd(actx, p, entries, func(o unixfs.Output) error {
+			b, err := s.encodeOutput(o, p)
+			if err != nil {
+				return err
+			}
+			return send(b)
+		})
+	})
+	return nil
+}
+
+func (s *Server) addBuffered(ctx *fasthttp.RequestCtx, p *AddParams, entries unixfs.EntryReader) error {
+	var outs []json.RawMessage
+	err := s.runAdd(s.baseCtx, p, entries, func(o unixfs.Output) error {
+		b, err := s.encodeOutput(o, p)
+		if err == nil {
+			outs = append(outs, b)
+		}
+		return err
+	})
+	if err != nil {
+		code, _ := statusOf(err)
+		if code < 500 && code != fasthttp.StatusNotFound {
+			// Options were checked up front; anything found in the body
+			// is a failed add, which IPFS Cluster reports as 500 here.
+			code = fasthttp.StatusInternalServerError
+		}
+		return &StatusError{Code: code, Err: err}
+	}
+	writeJSON(ctx, fasthttp.StatusOK, outs)
+	return nil
+}
+
+func (s *Server) encodeOutput(o unixfs.Output, p *AddParams) ([]byte, error) {
+	out := addedOutput{Name: o.Name, Cid: pinner.CID{Cid: o.Cid}, Bytes: o.Bytes, Size: o.Size}
+	if !o.IsProgress() && !p.OnlyHash {
+		out.Allocations = []string{s.cfg.PeerID}
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil, fmt.Errorf("cannot encode output: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+// runAdd imports the upload, makes its blocks durable and records the pins.
+// A pin is recorded only after every block of its DAG is synced, so a
+// failed or interrupted add leaves no pin behind.
+func (s *Server) runAdd(ctx context.Context, p *AddParams, entries unixfs.EntryReader, emit func(unixfs.Output) error) error {
+	var sink ingest.Sink = s.cfg.Store
+	if p.OnlyHash {
+		sink = ingest.DiscardSink{}
+	}
+	roots, err := unixfs.Import(ctx, entries, &p.Unixfs, s.cfg.Pool, sink, emit)
+	if err != nil {
+		return err
+	}
+	if p.OnlyHash {
+		return nil
+	}
+	if err := s.cfg.Store.Sync(ctx); err != nil {
+		return fmt.Errorf("cannot sync blocks: %w", err)
+	}
+	if p.NoPin {
+		return nil
+	}
+	now := time.Now()
+	for _, root := range roots {
+		if err := s.cfg.Pins.Put(ctx, s.newPin(root, &p.Pin, now)); err != nil {
+			return fmt.Errorf("cannot record pin %s: %w", root, err)
+		}
+	}
+	return nil
+}
+
+// newPin builds the pin of an add. The embedded store is the only target,
+// so the pin is allocated to this peer; replication factors default to
+// IPFS Cluster's stock -1 (everywhere), which is also this single peer.
+func (s *Server) newPin(root cid.Cid, po *PinOptions, now time.Time) pinner.Pin {
+	rmin, rmax := po.ReplicationFactorMin, po.ReplicationFactorMax
+	if rmin == 0 {
+		rmin = -1
+	}
+	if rmax == 0 {
+		rmax = -1
+	}
+	allocs := []string{}
+	if rmin != -1 || rmax != -1 {
+		allocs = []string{s.cfg.PeerID}
+	}
+	meta := po.Metadata
+	if meta == nil {
+		meta = map[string]string{}
+	}
+	return pinner.Pin{
+		ReplicationFactorMin: rmin,
+		ReplicationFactorMax: rmax,
+		Name:                 po.Name,
+		Mode:                 "recursive",
+		ShardSize:            po.ShardSize,
+		UserAllocations:      po.UserAllocations,
+		ExpireAt:             po.ExpireAt,
+		Metadata:             meta,
+		Origins:              po.Origins,
+		Cid:                  pinner.CID{Cid: root},
+		Type:                 "pin",
+		Allocations:          allocs,
+		MaxDepth:             -1,
+		Timestamp:            now,
+	}
+}
+
+// argsQuery adapts fasthttp's query args to Query.
+type argsQuery struct{ a *fasthttp.Args }
+
+func (q argsQuery) Get(k string) string { return string(q.a.Peek(k)) }
+func (q argsQuery) VisitAll(f func(k, v string)) {
+	for k, v := range q.a.All() {
+		f(string(k), string(v))
+	}
+}
+
+// requestBody is the request body as a stream. fasthttp streams only
+// bodies that outgrow Server.MaxRequestBodySize or arrive chunked; a small
+// body with a Content-Length has been read already.
+func requestBody(ctx *fasthttp.RequestCtx) io.Reader {
+	if r := ctx.RequestBodyStream(); r != nil {
+		return r
+	}
+	return bytes.NewReader(ctx.PostBody())
+}

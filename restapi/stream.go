@@ -1,0 +1,126 @@
+package restapi
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// lineStream is the body of a streamed response (spec §1.4, §1.5): NDJSON
+// objects produced by a goroutine, framed by fasthttp as chunks, and an
+// X-Stream-Error trailer set once the producer has finished.
+//
+// fasthttp calls Read and Close on the connection's own goroutine while it
+// writes the response, so the trailer is set on the response header from
+// the goroutine that writes it; the producer never touches the RequestCtx.
+type lineStream struct {
+	lines  chan []byte
+	done   chan struct{} // closed when the producer has returned
+	err    error         // the producer's result; read after done
+	cur    []byte
+	hdr    *fasthttp.ResponseHeader
+	conn   net.Conn
+	cancel context.CancelFunc
+	// emptyTrailer sends "X-Stream-Error: " on success, as IPFS Cluster's
+	// StreamResponse does; /add leaves it out (§1.5).
+	emptyTrailer bool
+}
+
+// startStream runs produce on a tracked goroutine and makes its output the
+// response body. It waits for the first object: a producer that ends
+// without output gets 204, or the error object of its error, instead of
+// a 200 (spec §1.4). produce must stop reading the request body when its
+// context ends.
+func (s *Server) startStream(ctx *fasthttp.RequestCtx, emptyTrailer bool, produce func(ctx context.Context, send func([]byte) error) error) {
+	pctx, cancel := context.WithCancel(s.baseCtx)
+	ls := &lineStream{
+		lines:        make(chan []byte, 64),
+		done:         make(chan struct{}),
+		hdr:          &ctx.Response.Header,
+		conn:         ctx.Conn(),
+		cancel:       cancel,
+		emptyTrailer: emptyTrailer,
+	}
+	send := func(b []byte) error {
+		select {
+		case ls.lines <- b:
+			return nil
+		case <-pctx.Done():
+			return pctx.Err()
+		}
+	}
+	s.adds.Go(func() {
+		defer close(ls.done)
+		defer close(ls.lines)
+		defer func() {
+			if r := recover(); r != nil {
+				ls.err = fmt.Errorf("internal error: %v", r)
+			}
+		}()
+		ls.err = produce(pctx, send)
+	})
+	first, ok := <-ls.lines
+	if !ok {
+		<-ls.done
+		cancel()
+		if ls.err != nil {
+			writeError(ctx, ls.err)
+			return
+		}
+		ctx.SetContentType("application/json")
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
+		return
+	}
+	ls.cur = first
+	_ = ctx.Response.Header.SetTrailer("X-Stream-Error")
+	ctx.Response.ImmediateHeaderFlush = true
+	ctx.SetContentType("application/json")
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetBodyStream(ls, -1)
+}
+
+// Read implements io.Reader; one call returns at most one object so that
+// each is flushed as its own chunk.
+func (ls *lineStream) Read(p []byte) (int, error) {
+	if len(ls.cur) == 0 {
+		line, ok := <-ls.lines
+		if !ok {
+			<-ls.done
+			if ls.err != nil {
+				ls.hdr.Set("X-Stream-Error", message(ls.err))
+			} else if ls.emptyTrailer {
+				ls.hdr.Set("X-Stream-Error", "")
+			}
+			return 0, io.EOF
+		}
+		ls.cur = line
+	}
+	n := copy(p, ls.cur)
+	ls.cur = ls.cur[n:]
+	return n, nil
+}
+
+// Close implements io.Closer. fasthttp calls it after the response, also
+// when writing failed because the client went away: the producer is
+// cancelled and, if it is blocked reading the request body, unblocked by a
+// read deadline. Close waits for it, because the request body stream is
+// released once Close returns.
+func (ls *lineStream) Close() error {
+	ls.cancel()
+	select {
+	case <-ls.done:
+		return nil
+	default:
+	}
+	if ls.conn != nil {
+		_ = ls.conn.SetReadDeadline(time.Now())
+	}
+	for range ls.lines {
+	}
+	<-ls.done
+	return nil
+}
