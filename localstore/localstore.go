@@ -1,0 +1,299 @@
+package localstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/ipfs/boxo/blockstore"
+	"github.com/ipfs/boxo/datastore/dshelp"
+	cid "github.com/ipfs/go-cid"
+	datastore "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/namespace"
+	pebbleds "github.com/ipfs/go-ds-pebble"
+	ipld "github.com/ipfs/go-ipld-format"
+	mh "github.com/multiformats/go-multihash"
+)
+
+// Pebble tuning. Blocks are 256 KiB–1 MiB values under short random keys
+// (hashes), written once, read by key, rarely deleted. The settings below
+// are chosen for that shape and measured with BenchmarkPut; doc.go has the
+// numbers.
+const (
+	// memTableSize is the size of one memtable. At pebble's 4 MiB default a
+	// memtable holds 4–16 blocks, so every few megabytes of upload rotate
+	// the WAL and flush a tiny sstable.
+	memTableSize = 64 << 20
+
+	// memTableStopWritesThreshold is how many memtables may be queued for
+	// flushing before Puts stall: at most 4 × 64 MiB = 256 MiB of
+	// unflushed blocks in memory.
+	memTableStopWritesThreshold = 4
+
+	// l0TargetFileSize is the target size of flushed tables, blob files
+	// included. With pebble's 2 MiB default a 64 MiB flush is cut into ~30
+	// tables, each with its own 2–3 MiB blob file (5,000 files per 16 GiB).
+	l0TargetFileSize = 64 << 20
+
+	// walBytesPerSync starts background write-back of the WAL every 1 MiB
+	// (sync_file_range, not fsync), so the fsync at Sync finds little
+	// dirty data left.
+	walBytesPerSync = 1 << 20
+
+	// cacheSize is pebble's block cache. Blocks are read back rarely (car
+	// export, gateway); the cache mostly serves index and filter blocks.
+	cacheSize = 64 << 20
+
+	// minSeparatedValueSize: values at least this large are written to blob
+	// files at flush and, below, never rewritten by compactions (value
+	// separation): every block is far above it, pin records stay inline.
+	minSeparatedValueSize = 1 << 10
+
+	// maxBlobReferenceDepth is how many overlapping blob files a table may
+	// reference before a compaction rewrites its values. Hash keys are
+	// random, so every flushed blob file overlaps the whole key space and
+	// the depth grows by about one per flush: at 10 (pebble's benchmark
+	// tool) nearly every value was rewritten once within 4 GiB of Puts, at
+	// 100 a quarter of 16 GiB. The limit exists for the locality of value
+	// scans, which we never do, so it is set high enough (1000 × 64 MiB of
+	// flushes ≈ 64 GiB) to make rewrites rare.
+	maxBlobReferenceDepth = 1000
+)
+
+// ErrNotFound is returned (wrapped) by Get when the block is not stored.
+// The error Get returns also matches ipld.ErrNotFound, so
+// ipld.IsNotFound(err) is true for it as well.
+var ErrNotFound = errors.New("localstore: block not found")
+
+// ErrClosed is returned by every method called after Close.
+var ErrClosed = errors.New("localstore: store closed")
+
+// Options configures Open. The zero value is the production setting.
+type Options struct {
+	// NoSync makes Sync a no-op: nothing is fsynced, so a machine crash (not
+	// a process crash) can lose acknowledged blocks. For tests and
+	// benchmarks only. Default false.
+	NoSync bool
+}
+
+// blocksPrefix is boxo's blockstore namespace; metaPrefix holds everything
+// else (the pinset) and never overlaps it.
+var (
+	blocksPrefix = blockstore.BlockPrefix // "/blocks"
+	metaPrefix   = datastore.NewKey("/meta")
+)
+
+// Store is the embedded block store: one pebble database holding blocks
+// under /blocks (keyed by multihash, as boxo's blockstore does) and the
+// metadata datastore under /meta.
+//
+// All methods are safe for concurrent use, except that none may be called
+// concurrently with or after Close (they return ErrClosed after Close when
+// the call does not race with it).
+type Store struct {
+	ds     *pebbleds.Datastore
+	db     *pebble.DB
+	bs     blockstore.Blockstore
+	meta   datastore.Batching
+	noSync bool
+	closed atomic.Bool
+}
+
+// Open opens the store in dir, creating the directory and the database if
+// needed.
+func Open(dir string, opts Options) (*Store, error) {
+	return open(dir, opts, pebbleOptions())
+}
+
+func open(dir string, opts Options, popts *pebble.Options) (*Store, error) {
+	// WithPebbleWriteOptions(pebble.NoSync) is go-ds-pebble's default already;
+	// it is spelled out because Put relies on it (no fsync per block).
+	ds, err := pebbleds.NewDatastore(dir,
+		pebbleds.WithPebbleOpts(popts),
+		pebbleds.WithPebbleWriteOptions(pebble.NoSync),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open block store in %s: %w", dir, err)
+	}
+	s := &Store{
+		ds:     ds,
+		db:     ds.DB,
+		bs:     blockstore.NewIdStore(blockstore.NewBlockstore(ds)),
+		meta:   namespace.Wrap(ds, metaPrefix),
+		noSync: opts.NoSync,
+	}
+	return s, nil
+}
+
+// pebbleOptions returns the pebble settings; see the Default* constants.
+func pebbleOptions() *pebble.Options {
+	o := &pebble.Options{
+		// An explicit format: the default is the oldest supported one, and
+		// value separation needs FormatValueSeparation.
+		FormatMajorVersion:          pebble.FormatNewest,
+		MemTableSize:                memTableSize,
+		MemTableStopWritesThreshold: memTableStopWritesThreshold,
+		WALBytesPerSync:             walBytesPerSync,
+		CacheSize:                   cacheSize,
+		// Two cores: one compaction normally, a second one when L0 backs up.
+		CompactionConcurrencyRange: func() (int, int) { return 1, 2 },
+	}
+	o.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
+		return pebble.ValueSeparationPolicy{
+			Enabled:               true,
+			MinimumSize:           minSeparatedValueSize,
+			MaxBlobReferenceDepth: maxBlobReferenceDepth,
+			RewriteMinimumAge:     5 * time.Minute,
+			TargetGarbageRatio:    0.2,
+		}
+	}
+	o.TargetFileSizes[0] = l0TargetFileSize
+	for i := range o.Levels {
+		// Has runs before every Put (dedup) and nearly always misses: bloom
+		// filters answer that without reading index or data blocks.
+		o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	return o
+}
+
+// blockKey is the datastore key of a block: the same key boxo's blockstore
+// (with its default /blocks prefix) uses, so Blockstore() sees what Put
+// wrote.
+func blockKey(c cid.Cid) datastore.Key {
+	return blocksPrefix.Child(dshelp.MultihashToDsKey(c.Hash()))
+}
+
+// identityData returns the inline data of an identity-hash CID.
+func identityData(c cid.Cid) ([]byte, bool) {
+	if c.Prefix().MhType != mh.IDENTITY {
+		return nil, false
+	}
+	dmh, err := mh.Decode(c.Hash())
+	if err != nil {
+		return nil, false
+	}
+	return dmh.Digest, true
+}
+
+// Put stores a block. It implements ingest.Sink. It does not fsync: the
+// block is durable once a later Sync returns. A block that is already
+// stored is not written again. Identity-hash CIDs are not stored (their data
+// is in the CID). data is not retained: pebble copies it.
+func (s *Store) Put(ctx context.Context, c cid.Cid, data []byte) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if _, ok := identityData(c); ok {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("cannot put block %s: %w", c, err)
+	}
+	key := blockKey(c)
+	// The same has-before-put as boxo's blockstore: a duplicate block
+	// (repeated chunks, re-uploads) costs a bloom-filtered lookup instead of
+	// another WAL and blob-file write.
+	has, err := s.ds.Has(ctx, key)
+	if err != nil {
+		return fmt.Errorf("cannot check block %s: %w", c, err)
+	}
+	if has {
+		return nil
+	}
+	if err := s.ds.Put(ctx, key, data); err != nil {
+		return fmt.Errorf("cannot put block %s: %w", c, err)
+	}
+	return nil
+}
+
+// Has reports whether the block is stored. It is true for every
+// identity-hash CID.
+func (s *Store) Has(ctx context.Context, c cid.Cid) (bool, error) {
+	if s.closed.Load() {
+		return false, ErrClosed
+	}
+	if _, ok := identityData(c); ok {
+		return true, nil
+	}
+	has, err := s.ds.Has(ctx, blockKey(c))
+	if err != nil {
+		return false, fmt.Errorf("cannot check block %s: %w", c, err)
+	}
+	return has, nil
+}
+
+// Get returns a copy of the block's data, owned by the caller. For an
+// identity-hash CID it returns the inline data. An absent block gives an
+// error matching both ErrNotFound and ipld.ErrNotFound.
+func (s *Store) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	if data, ok := identityData(c); ok {
+		return data, nil
+	}
+	data, err := s.ds.Get(ctx, blockKey(c))
+	if errors.Is(err, datastore.ErrNotFound) {
+		return nil, &notFoundError{c: c}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot get block %s: %w", c, err)
+	}
+	return data, nil
+}
+
+// Sync makes every Put (and every write through Datastore) that returned
+// before Sync was called durable: it fsyncs pebble's write-ahead log. It is
+// a no-op with Options.NoSync.
+func (s *Store) Sync(ctx context.Context) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if s.noSync {
+		return nil
+	}
+	// go-ds-pebble's Sync ignores the key and fsyncs the whole WAL by
+	// committing an empty LogData record with pebble.Sync; see doc.go.
+	if err := s.ds.Sync(ctx, datastore.NewKey("/")); err != nil {
+		return fmt.Errorf("cannot sync block store: %w", err)
+	}
+	return nil
+}
+
+// Datastore returns the metadata datastore: the same pebble database,
+// under the /meta prefix, which never overlaps blocks. Its Sync fsyncs the
+// WAL like Store.Sync (and is not a no-op with Options.NoSync). Its writes
+// are not fsynced until then.
+func (s *Store) Datastore() datastore.Batching { return s.meta }
+
+// Blockstore returns a boxo blockstore view of the blocks (identity CIDs
+// answered from the CID). Blocks put through it land where Put puts them.
+func (s *Store) Blockstore() blockstore.Blockstore { return s.bs }
+
+// Close flushes the memtables and closes the database. Calling it again is a
+// no-op.
+func (s *Store) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	if err := s.ds.Close(); err != nil {
+		return fmt.Errorf("cannot close block store: %w", err)
+	}
+	return nil
+}
+
+// notFoundError is what Get returns for an absent block. It matches
+// ErrNotFound and ipld.ErrNotFound (errors.Is and ipld.IsNotFound).
+type notFoundError struct{ c cid.Cid }
+
+func (e *notFoundError) Error() string {
+	return "cannot get block " + e.c.String() + ": " + ErrNotFound.Error()
+}
+
+func (e *notFoundError) Unwrap() []error {
+	return []error{ErrNotFound, ipld.ErrNotFound{Cid: e.c}}
+}

@@ -1,0 +1,115 @@
+package localstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"sync/atomic"
+	"testing"
+
+	cid "github.com/ipfs/go-cid"
+	mh "github.com/multiformats/go-multihash"
+)
+
+// benchBlockSize is the default chunk of an add (size-262144).
+const benchBlockSize = 256 << 10
+
+// benchCid returns a distinct CID for n without hashing a block: the store
+// does not verify hashes, and hashing 256 KiB per op would measure sha256
+// rather than the store.
+func benchCid(b *testing.B, n uint64) cid.Cid {
+	var seed [8]byte
+	binary.LittleEndian.PutUint64(seed[:], n)
+	h, err := mh.Sum(seed[:], mh.SHA2_256, -1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cid.NewCidV1(cid.Raw, h)
+}
+
+// benchData is incompressible, like most uploaded media.
+func benchData(b *testing.B) []byte {
+	data := make([]byte, benchBlockSize)
+	if _, err := rand.Read(data); err != nil {
+		b.Fatal(err)
+	}
+	return data
+}
+
+// BenchmarkPut measures Puts of distinct 256 KiB blocks followed by one
+// Sync, as an add does (the Sync is inside the timed region). Run it with a
+// large -benchtime (e.g. -benchtime=8000x, 2 GiB) to see flushes and
+// compactions rather than the first memtable.
+func BenchmarkPut(b *testing.B) {
+	b.Run("serial", func(b *testing.B) {
+		s := openBench(b)
+		data := benchData(b)
+		ctx := context.Background()
+		b.SetBytes(benchBlockSize)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			if err := s.Put(ctx, benchCid(b, uint64(i)), data); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := s.Sync(ctx); err != nil {
+			b.Fatal(err)
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		s := openBench(b)
+		data := benchData(b)
+		ctx := context.Background()
+		var next atomic.Uint64
+		b.SetBytes(benchBlockSize)
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := s.Put(ctx, benchCid(b, next.Add(1)), data); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		if err := s.Sync(ctx); err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+// BenchmarkPutDuplicate measures Put of a block that is already stored
+// (the has-before-put path).
+func BenchmarkPutDuplicate(b *testing.B) {
+	s := openBench(b)
+	data := benchData(b)
+	ctx := context.Background()
+	c := benchCid(b, 0)
+	if err := s.Put(ctx, c, data); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(benchBlockSize)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := s.Put(ctx, c, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func openBench(b *testing.B) *Store {
+	b.Helper()
+	s, err := Open(b.TempDir(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		b.StopTimer()
+		if err := s.Close(); err != nil {
+			b.Error(err)
+		}
+	})
+	return s
+}
