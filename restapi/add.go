@@ -1,6 +1,7 @@
 package restapi
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -27,6 +28,9 @@ type addedOutput struct {
 	Size        uint64     `json:"size,omitempty"`
 	Allocations []string   `json:"allocations,omitempty"`
 }
+
+// bodyBufferSize is the read buffer of each /add body.
+const bodyBufferSize = 256 << 10
 
 var errTooBusy = &StatusError{Code: fasthttp.StatusServiceUnavailable, RetryAfter: 5, Err: errors.New("too many concurrent adds, retry later")}
 
@@ -98,12 +102,10 @@ func (s *Server) handleAdd(ctx *fasthttp.RequestCtx) error {
 		defer release()
 		return s.addBuffered(ctx, p, entries)
 	}
-	// Set before the stream starts; an add that fails before its first
-	// object turns into an error object and these do no harm there.
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.Header.Set("X-Chunked-Output", "1")
 	ctx.Response.Header.SetConnectionClose()
-	s.startStream(ctx, false, func(actx context.Context, send func([]byte) error) error {
+	s.startStream(ctx, false, false, func(actx context.Context, send func([]byte) error) error {
 		defer release()
 		return s.runAdd(actx, p, entries, func(o unixfs.Output) error {
 			b, err := s.encodeOutput(o, p)
@@ -230,9 +232,13 @@ func (q argsQuery) VisitAll(f func(k, v string)) {
 // requestBody is the request body as a stream. fasthttp streams only
 // bodies that outgrow Server.MaxRequestBodySize or arrive chunked; a small
 // body with a Content-Length has been read already.
+//
+// The stream is read through a 256 KiB buffer: mime/multipart reads 4 KiB
+// at a time, and fasthttp's stream would turn each into a read(2); with
+// the buffer, one read(2) takes whatever the socket has.
 func requestBody(ctx *fasthttp.RequestCtx) io.Reader {
 	if r := ctx.RequestBodyStream(); r != nil {
-		return r
+		return bufio.NewReaderSize(r, bodyBufferSize)
 	}
 	return bytes.NewReader(ctx.PostBody())
 }

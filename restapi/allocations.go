@@ -29,7 +29,7 @@ func (s *Server) handleAllocations(ctx *fasthttp.RequestCtx) error {
 		}
 		wantPins = pins
 	}
-	s.startStream(ctx, true, func(pctx context.Context, send func([]byte) error) error {
+	s.startStream(ctx, true, true, func(pctx context.Context, send func([]byte) error) error {
 		if !wantPins {
 			return nil
 		}

@@ -426,3 +426,40 @@ func TestRoutes(t *testing.T) {
 	}
 	_ = time.Second
 }
+
+// TestAddRespondsWhileUploading: the 200 and its headers arrive while the
+// upload is still being sent (spec §1.5, §6.3.5), and the add completes.
+func TestAddRespondsWhileUploading(t *testing.T) {
+	ts := startServer(t)
+	pr, pw := io.Pipe()
+	w := multipart.NewWriter(pw)
+	respc := make(chan *http.Response, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", ts.url+"/add", pr)
+		req.Header.Set("Content-Type", w.FormDataContentType())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+		}
+		respc <- resp
+	}()
+	fw, _ := w.CreateFormFile("file", "big")
+	fw.Write(randBytes(1<<20, 9))
+	resp := <-respc // headers are here; most of the file is not sent yet
+	if resp == nil {
+		t.FailNow()
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || !resp.Close {
+		t.Fatalf("status %d, headers %v", resp.StatusCode, resp.Header)
+	}
+	for i := 0; i < 8; i++ {
+		fw.Write(randBytes(1<<20, uint64(10+i)))
+	}
+	w.Close()
+	pw.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if te := resp.Trailer.Get("X-Stream-Error"); te != "" || !strings.Contains(string(raw), `"name":"big"`) {
+		t.Fatalf("add did not complete: %q %q", raw, te)
+	}
+}

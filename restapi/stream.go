@@ -31,11 +31,15 @@ type lineStream struct {
 }
 
 // startStream runs produce on a tracked goroutine and makes its output the
-// response body. It waits for the first object: a producer that ends
-// without output gets 204, or the error object of its error, instead of
-// a 200 (spec §1.4). produce must stop reading the request body when its
+// response body. produce must stop reading the request body when its
 // context ends.
-func (s *Server) startStream(ctx *fasthttp.RequestCtx, emptyTrailer bool, produce func(ctx context.Context, send func([]byte) error) error) {
+//
+// With waitFirst (the listing streams, spec §1.4) it waits for the first
+// object: a producer that ends without output gets 204, or the error
+// object of its error. Without it (/add, spec §1.5) the 200 is committed
+// at once, so that the response starts while the upload is still arriving,
+// and every later error goes to the trailer.
+func (s *Server) startStream(ctx *fasthttp.RequestCtx, waitFirst, emptyTrailer bool, produce func(ctx context.Context, send func([]byte) error) error) {
 	pctx, cancel := context.WithCancel(s.baseCtx)
 	ls := &lineStream{
 		lines:        make(chan []byte, 64),
@@ -63,19 +67,21 @@ func (s *Server) startStream(ctx *fasthttp.RequestCtx, emptyTrailer bool, produc
 		}()
 		ls.err = produce(pctx, send)
 	})
-	first, ok := <-ls.lines
-	if !ok {
-		<-ls.done
-		cancel()
-		if ls.err != nil {
-			writeError(ctx, ls.err)
+	if waitFirst {
+		first, ok := <-ls.lines
+		if !ok {
+			<-ls.done
+			cancel()
+			if ls.err != nil {
+				writeError(ctx, ls.err)
+				return
+			}
+			ctx.SetContentType("application/json")
+			ctx.SetStatusCode(fasthttp.StatusNoContent)
 			return
 		}
-		ctx.SetContentType("application/json")
-		ctx.SetStatusCode(fasthttp.StatusNoContent)
-		return
+		ls.cur = first
 	}
-	ls.cur = first
 	_ = ctx.Response.Header.SetTrailer("X-Stream-Error")
 	ctx.Response.ImmediateHeaderFlush = true
 	ctx.SetContentType("application/json")

@@ -1,0 +1,182 @@
+package bench
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/json"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/ingestd/ingestd/ingest"
+	"github.com/ingestd/ingestd/internal/kubotest"
+	"github.com/ingestd/ingestd/localstore"
+	"github.com/ingestd/ingestd/pinner"
+	"github.com/ingestd/ingestd/restapi"
+)
+
+// benchSize is the upload size; INGESTD_BENCH_MIB overrides it.
+func benchSize() int64 {
+	if v, err := strconv.Atoi(os.Getenv("INGESTD_BENCH_MIB")); err == nil && v > 0 {
+		return int64(v) << 20
+	}
+	return 1 << 30
+}
+
+const boundary = "ingestdbenchboundary"
+
+// writeInput writes random content to a file once, so that neither side
+// pays for generating it and the client only copies a file into a socket.
+func writeInput(b *testing.B, size int64) string {
+	p := filepath.Join(b.TempDir(), "input.bin")
+	f, err := os.Create(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	r := rand.New(rand.NewPCG(uint64(size), 3))
+	var buf [8]byte
+	for i := int64(0); i < size; i += 8 {
+		v := r.Uint64()
+		for j := range buf {
+			buf[j] = byte(v >> (8 * j))
+		}
+		w.Write(buf[:])
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	return p
+}
+
+// post sends the file as one multipart part, chunked (no Content-Length),
+// as the cluster Go client does, and returns the last JSON object.
+func post(b *testing.B, url, path string) map[string]any {
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	head := "--" + boundary + "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"input.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+	tail := "\r\n--" + boundary + "--\r\n"
+	body := io.MultiReader(stringsReader(head), struct{ io.Reader }{f}, stringsReader(tail))
+	req, _ := http.NewRequest("POST", url, body)
+	req.Header.Set("Content-Type", "multipart/form-data; boundary="+boundary)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	var last map[string]any
+	for {
+		var m map[string]any
+		if err := dec.Decode(&m); err == io.EOF {
+			break
+		} else if err != nil {
+			b.Fatal(err)
+		}
+		last = m
+	}
+	if resp.StatusCode != 200 || resp.Trailer.Get("X-Stream-Error") != "" {
+		b.Fatalf("%s: status %d, trailer %q", url, resp.StatusCode, resp.Trailer.Get("X-Stream-Error"))
+	}
+	return last
+}
+
+func stringsReader(s string) io.Reader { return &stringReader{s: s} }
+
+type stringReader struct{ s string }
+
+func (r *stringReader) Read(p []byte) (int, error) {
+	if r.s == "" {
+		return 0, io.EOF
+	}
+	n := copy(p, r.s)
+	r.s = r.s[n:]
+	return n, nil
+}
+
+// startIngestd runs the real server on 127.0.0.1 with a durable store.
+func startIngestd(b *testing.B) string {
+	store, err := localstore.Open(b.TempDir(), localstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pool := ingest.NewHashPool(0)
+	srv, err := restapi.New(restapi.Config{PeerID: "12D3KooWEU3Vh8Ktb3fAAGnqwW6jG1jvi3yxvzd4a2NMUshdUHBw", Store: store, Pins: pinner.NewStore(store.Datastore()), Pool: pool})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(ln)
+	b.Cleanup(func() { srv.Shutdown(); pool.Stop(); store.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+// BenchmarkAddHTTP: the same upload to ingestd and to kubo, same run.
+func BenchmarkAddHTTP(b *testing.B) {
+	size := benchSize()
+	input := writeInput(b, size)
+	ing := startIngestd(b)
+	d := kubotest.StartDaemon(b, kubotest.NewRepo(b))
+	cids := map[string]any{}
+	for _, c := range []struct{ name, url string }{
+		{"kubo/add", d.URL() + "/api/v0/add?progress=false"},
+		{"ingestd/add", ing + "/add"},
+		{"kubo/only-hash", d.URL() + "/api/v0/add?progress=false&only-hash=true"},
+		{"ingestd/only-hash", ing + "/add?only-hash=true"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(size)
+			for b.Loop() {
+				last := post(b, c.url, input)
+				root := last["cid"]
+				if root == nil {
+					root = last["Hash"]
+				}
+				cids[c.name] = root
+			}
+		})
+	}
+	// Both must have built the same DAG, or the comparison means nothing.
+	for _, pair := range [][2]string{{"kubo/add", "ingestd/add"}, {"kubo/only-hash", "ingestd/only-hash"}} {
+		k, okk := cids[pair[0]]
+		i, oki := cids[pair[1]]
+		if okk && oki && k != i {
+			b.Fatalf("roots differ: %s %v, %s %v", pair[0], k, pair[1], i)
+		}
+	}
+}
+
+// BenchmarkSHA256AllCores is the machine's SHA-256 rate with every core
+// hashing 256 KiB buffers: the ceiling for only-hash adds. One op hashes
+// the benchmark's upload size once, split across GOMAXPROCS goroutines.
+func BenchmarkSHA256AllCores(b *testing.B) {
+	size := benchSize()
+	workers := runtime.GOMAXPROCS(0)
+	b.SetBytes(size)
+	for b.Loop() {
+		var wg sync.WaitGroup
+		for w := 0; w < workers; w++ {
+			wg.Go(func() {
+				buf := make([]byte, 256<<10)
+				for n := int64(0); n < size/int64(workers); n += int64(len(buf)) {
+					sha256.Sum256(buf)
+				}
+			})
+		}
+		wg.Wait()
+	}
+}
