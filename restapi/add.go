@@ -73,8 +73,8 @@ func (s *Server) handleAdd(ctx *fasthttp.RequestCtx) error {
 	if err != nil {
 		return err
 	}
-	if p.Format == "car" {
-		return &StatusError{Code: fasthttp.StatusBadRequest, Err: errors.New("format=car is not supported by this version of ingestd yet")}
+	if p.Format == "car" && p.Unixfs.Wrap {
+		return &StatusError{Code: fasthttp.StatusBadRequest, Err: errCarWrap}
 	}
 	if p.Shard {
 		return &StatusError{Code: fasthttp.StatusBadRequest, Err: errors.New("shard=true is not supported: ingestd pins whole DAGs")}
@@ -96,6 +96,10 @@ func (s *Server) handleAdd(ctx *fasthttp.RequestCtx) error {
 	if err != nil {
 		release()
 		return err
+	}
+	if p.Format == "car" && first.Kind != multipart.File {
+		release()
+		return &StatusError{Code: fasthttp.StatusBadRequest, Err: errCarNotFile}
 	}
 	entries := &peekedEntries{first: first, r: mr}
 	if !p.StreamChannels {
@@ -156,11 +160,17 @@ func (s *Server) encodeOutput(o unixfs.Output, p *AddParams) ([]byte, error) {
 // A pin is recorded only after every block of its DAG is synced, so a
 // failed or interrupted add leaves no pin behind.
 func (s *Server) runAdd(ctx context.Context, p *AddParams, entries unixfs.EntryReader, emit func(unixfs.Output) error) error {
-	var sink ingest.Sink = s.cfg.Store
-	if p.OnlyHash {
-		sink = ingest.DiscardSink{}
+	var roots []cid.Cid
+	var err error
+	if p.Format == "car" {
+		roots, err = s.runCarAdd(ctx, p, entries, emit)
+	} else {
+		var sink ingest.Sink = s.cfg.Store
+		if p.OnlyHash {
+			sink = ingest.DiscardSink{}
+		}
+		roots, err = unixfs.Import(ctx, entries, &p.Unixfs, s.cfg.Pool, sink, emit)
 	}
-	roots, err := unixfs.Import(ctx, entries, &p.Unixfs, s.cfg.Pool, sink, emit)
 	if err != nil {
 		return err
 	}

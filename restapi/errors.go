@@ -7,6 +7,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/ingestd/ingestd/ingest/car"
 	"github.com/ingestd/ingestd/ingest/multipart"
 	"github.com/ingestd/ingestd/ingest/unixfs"
 	"github.com/ingestd/ingestd/pinner"
@@ -41,7 +42,9 @@ func statusOf(err error) (int, int) {
 		errors.Is(err, multipart.ErrTooLong),
 		errors.Is(err, unixfs.ErrBadOption),
 		errors.Is(err, unixfs.ErrBadEntry),
-		errors.Is(err, unixfs.ErrNoFiles):
+		errors.Is(err, unixfs.ErrNoFiles),
+		errors.Is(err, errCarWrap), errors.Is(err, errCarNotFile), errors.Is(err, errCarParts),
+		isCarError(err):
 		return fasthttp.StatusBadRequest, 0
 	}
 	return fasthttp.StatusInternalServerError, 0
@@ -78,4 +81,15 @@ func writeJSON(ctx *fasthttp.RequestCtx, code int, v any) {
 	ctx.SetStatusCode(code)
 	ctx.SetContentType("application/json")
 	ctx.SetBody(append(b, '\n'))
+}
+
+// isCarError reports a CAR that is wrong, as opposed to a failure of ours.
+func isCarError(err error) bool {
+	for _, e := range []error{car.ErrBlockTooLarge, car.ErrHeaderTooLarge, car.ErrHashMismatch, car.ErrUnsupportedHash,
+		car.ErrBadRoots, car.ErrMissingBlock, car.ErrUnsupportedCodec, car.ErrUnsupportedVersion, car.ErrMalformed} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }

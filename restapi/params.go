@@ -74,7 +74,9 @@ type AddParams struct {
 	OnlyHash       bool
 	StreamChannels bool
 	Shard          bool
-	Pin            PinOptions
+	// PinAllRoots (pin-roots=all) pins every root of a multi-root CAR.
+	PinAllRoots bool
+	Pin         PinOptions
 }
 
 // Longest values accepted for free-form parameters; everything else has a
@@ -179,6 +181,13 @@ func ParseAddParams(q Query) (*AddParams, error) {
 		p.Format = "car"
 	default:
 		return nil, badParam("format parameter is invalid")
+	}
+	switch q.Get("pin-roots") {
+	case "", "first":
+	case "all":
+		p.PinAllRoots = true
+	default:
+		return nil, badParam("parameter pin-roots invalid: want all or first")
 	}
 	if err := parsePinOptions(q, &p.Pin); err != nil {
 		return nil, err

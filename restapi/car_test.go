@@ -1,0 +1,119 @@
+package restapi
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	cid "github.com/ipfs/go-cid"
+
+	"github.com/ingestd/ingestd/internal/kubotest"
+)
+
+// kuboExport adds data to a kubo repo and exports its DAG as a CAR with
+// `ipfs dag export`, returning the CAR, the root and every CID in the DAG.
+func kuboExport(t *testing.T, data []byte, flags ...string) ([]byte, string, []string) {
+	t.Helper()
+	repo := kubotest.NewRepo(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "f"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root := strings.TrimSpace(string(repo.Run(t, nil, append(append([]string{"add", "-Q"}, flags...), filepath.Join(dir, "f"))...)))
+	carBytes := repo.Run(t, nil, "dag", "export", root)
+	refs := strings.Fields(string(repo.Run(t, nil, "refs", "-r", "--unique", root)))
+	return carBytes, root, append(refs, root)
+}
+
+func TestCarRoundTripFromKubo(t *testing.T) {
+	ts := startServer(t)
+	carBytes, root, all := kuboExport(t, randBytes(3<<20+5, 21), "--cid-version=1", "--chunker=size-65536")
+	ct, b := body(part{name: "export.car", body: carBytes})
+	r := post(t, ts, "format=car&name=fromcar", ct, b)
+	if r.status != 200 || r.trailer != "" || len(r.outputs) != 1 {
+		t.Fatalf("status %d trailer %q outputs %v", r.status, r.trailer, r.outputs)
+	}
+	o := r.outputs[0]
+	if o["name"] != "export.car" || o["cid"] != root || o["size"] != float64(3<<20+5) || o["bytes"] == nil {
+		t.Fatalf("output %v, want root %s", o, root)
+	}
+	for _, s := range all {
+		c, _ := cid.Decode(s)
+		if ok, _ := ts.store.Has(context.Background(), c); !ok {
+			t.Fatalf("block %s of the exported DAG not stored", s)
+		}
+	}
+	if code, pin := getJSON(t, ts.url+"/allocations/"+root); code != 200 || pin["name"] != "fromcar" {
+		t.Fatalf("pin %d %v", code, pin)
+	}
+}
+
+func TestCarRejections(t *testing.T) {
+	ts := startServer(t)
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join("..", "ingest", "car", "testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	valid := read("valid-v1-unixfs.car")
+	for _, c := range []struct {
+		name, query string
+		parts       []part
+		status      int
+		msg         string
+	}{
+		{"hash mismatch", "", []part{{name: "x.car", body: read("hash-mismatch.car")}}, 200, "does not match"},
+		{"two roots", "", []part{{name: "x.car", body: read("two-roots.car")}}, 200, "roots"},
+		{"zero roots", "", []part{{name: "x.car", body: read("zero-roots.car")}}, 200, "roots"},
+		{"missing block", "", []part{{name: "x.car", body: read("missing-intermediate.car")}}, 200, "missing"},
+		{"truncated", "", []part{{name: "x.car", body: read("truncated-section.car")}}, 200, "unexpected EOF"},
+		{"version 3", "", []part{{name: "x.car", body: read("version-3.car")}}, 200, "version"},
+		{"block too large", "", []part{{name: "x.car", body: read("block-too-large.car")}}, 200, "too large"},
+		{"two file parts", "", []part{{name: "a.car", body: valid}, {name: "b.car", body: valid}}, 200, "exactly one file part"},
+		{"wrap", "wrap-with-directory=true", []part{{name: "x.car", body: valid}}, 400, "cannot wrap a CAR file upload"},
+		{"directory", "", []part{{name: "d", contentType: "application/x-directory"}}, 400, "expected CAR file is not of type file"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ct, b := body(c.parts...)
+			r := post(t, ts, "format=car&"+c.query, ct, b)
+			msg := r.trailer
+			if r.status != 200 {
+				var e errorBody
+				json.Unmarshal(r.raw, &e)
+				msg = e.Message
+			}
+			if r.status != c.status || !strings.Contains(msg, c.msg) {
+				t.Fatalf("got %d %q (body %q), want %d %q", r.status, msg, r.raw, c.status, c.msg)
+			}
+		})
+	}
+	resp, err := http.Get(ts.url + "/allocations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 204 {
+		t.Fatalf("a rejected CAR was pinned: %d", resp.StatusCode)
+	}
+	// Multi-root CARs: accepted without pinning, or with every root pinned.
+	ct, b := body(part{name: "x.car", body: read("two-roots.car")})
+	r := post(t, ts, "format=car&no-pin=true", ct, b)
+	if r.trailer != "" || len(r.outputs) != 2 {
+		t.Fatalf("no-pin two roots: %q %v", r.trailer, r.outputs)
+	}
+	r = post(t, ts, "format=car&pin-roots=all", ct, b)
+	if r.trailer != "" || len(r.outputs) != 2 {
+		t.Fatalf("pin-roots=all: %q %v", r.trailer, r.outputs)
+	}
+	for _, o := range r.outputs {
+		if code, _ := getJSON(t, ts.url+"/allocations/"+o["cid"].(string)); code != 200 {
+			t.Fatalf("root %v not pinned", o["cid"])
+		}
+	}
+}
