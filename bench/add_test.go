@@ -105,9 +105,9 @@ func (r *stringReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// startIngestd runs the real server on 127.0.0.1 with a durable store.
-func startIngestd(b *testing.B) string {
-	store, err := localstore.Open(b.TempDir(), localstore.Options{})
+// startIngestd runs the real server on 127.0.0.1; noFsync is --no-fsync.
+func startIngestd(b *testing.B, noFsync bool) string {
+	store, err := localstore.Open(b.TempDir(), localstore.Options{NoSync: noFsync})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -126,15 +126,20 @@ func startIngestd(b *testing.B) string {
 }
 
 // BenchmarkAddHTTP: the same upload to ingestd and to kubo, same run.
+// kubo runs with its default store (flatfs, sync false: nothing is
+// fsynced); "ingestd/add" fsyncs before acknowledging, "add-no-fsync" is
+// the kubo-equivalent durability (--no-fsync).
 func BenchmarkAddHTTP(b *testing.B) {
 	size := benchSize()
 	input := writeInput(b, size)
-	ing := startIngestd(b)
+	ing := startIngestd(b, false)
+	ingNoFsync := startIngestd(b, true)
 	d := kubotest.StartDaemon(b, kubotest.NewRepo(b))
 	cids := map[string]any{}
 	for _, c := range []struct{ name, url string }{
 		{"kubo/add", d.URL() + "/api/v0/add?progress=false"},
 		{"ingestd/add", ing + "/add"},
+		{"ingestd/add-no-fsync", ingNoFsync + "/add"},
 		{"kubo/only-hash", d.URL() + "/api/v0/add?progress=false&only-hash=true"},
 		{"ingestd/only-hash", ing + "/add?only-hash=true"},
 	} {

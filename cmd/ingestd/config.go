@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 )
 
 // Config is the whole configuration of the daemon. The zero value plus
@@ -20,6 +21,11 @@ type Config struct {
 	Listen string `json:"listen"`
 	// PeerName is reported by /id. Default "".
 	PeerName string `json:"peername"`
+	// NoFsync skips the fsync that makes an add's blocks and pin durable
+	// before the add is acknowledged. Acknowledged adds still survive a
+	// crash of the process (kill -9), not of the machine: kubo's default
+	// flatfs store (sync: false) gives the same. Default false.
+	NoFsync bool `json:"no_fsync"`
 }
 
 func (c *Config) defaults() {
@@ -50,6 +56,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*C
 	data := fs.String("data", "", "data directory (env INGESTD_DATA; default ~/.ingestd)")
 	listen := fs.String("listen", "", "REST API listen address (env INGESTD_LISTEN; default 127.0.0.1:9094)")
 	peername := fs.String("peername", "", "peer name reported by /id (env INGESTD_PEERNAME)")
+	noFsync := fs.Bool("no-fsync", false, "do not fsync before acknowledging an add: survives kill -9, not power loss, like kubo's default store (env INGESTD_NO_FSYNC=true)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -84,6 +91,18 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*C
 			*o.dst = o.flag
 		}
 	}
+	if v := getenv("INGESTD_NO_FSYNC"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, fmt.Errorf("cannot parse INGESTD_NO_FSYNC=%q: %w", v, err)
+		}
+		c.NoFsync = b
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "no-fsync" {
+			c.NoFsync = *noFsync
+		}
+	})
 	c.defaults()
 	if err := c.validate(); err != nil {
 		return nil, err

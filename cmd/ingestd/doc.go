@@ -10,6 +10,7 @@
 //	--data DIR        INGESTD_DATA     "data"    (default ~/.ingestd)
 //	--listen ADDR     INGESTD_LISTEN   "listen"  (default 127.0.0.1:9094)
 //	--peername NAME   INGESTD_PEERNAME "peername"
+//	--no-fsync        INGESTD_NO_FSYNC "no_fsync" (default false: fsync before an add is acknowledged)
 //
 // SIGINT or SIGTERM stops it gracefully: no new connections, in-flight adds
 // finish (or fail after the shutdown timeout, recording no pin), then the

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/ingestd/ingestd/ingest"
@@ -38,7 +39,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store, err := localstore.Open(cfg.Data+"/store", localstore.Options{})
+	store, err := localstore.Open(filepath.Join(cfg.Data, "store"), localstore.Options{NoSync: cfg.NoFsync})
 	if err != nil {
 		return fmt.Errorf("cannot open store: %w", err)
 	}
