@@ -153,7 +153,7 @@ func (im *importer) consume(res *Result) error {
 		select {
 		case b, ok = <-im.pending:
 		case <-im.ctx.Done():
-			return im.ctx.Err()
+			return fmt.Errorf("cannot import CAR: %w", im.ctx.Err())
 		}
 		if !ok {
 			return im.readErr
@@ -161,7 +161,7 @@ func (im *importer) consume(res *Result) error {
 		select {
 		case <-b.ready:
 		case <-im.ctx.Done():
-			return im.ctx.Err()
+			return fmt.Errorf("cannot import CAR: %w", im.ctx.Err())
 		}
 		if b.err != nil {
 			return b.err
@@ -204,7 +204,7 @@ func (im *importer) read(stop <-chan struct{}) {
 		case <-stop:
 			return
 		case <-im.ctx.Done():
-			im.readErr = im.ctx.Err()
+			im.readErr = fmt.Errorf("cannot import CAR: %w", im.ctx.Err())
 			return
 		}
 		im.pool.Submit(func() { im.verify(b) })
@@ -287,7 +287,7 @@ func (im *importer) verify(b *block) {
 func checkHash(c cid.Cid, data []byte) error {
 	p := c.Prefix()
 	if err := verifcid.ValidateCid(verifcid.DefaultAllowlist, c); err != nil {
-		return fmt.Errorf("hash %s (0x%x) with a %d-byte digest is refused by kubo: %v: %w", mh.Codes[p.MhType], p.MhType, p.MhLength, err, ErrUnsupportedHash)
+		return fmt.Errorf("hash %s with a %d-byte digest is refused by kubo: %v: %w", hashName(p.MhType), p.MhLength, err, ErrUnsupportedHash)
 	}
 	h := c.Hash()
 	if p.MhType == mh.IDENTITY {
@@ -298,7 +298,7 @@ func checkHash(c cid.Cid, data []byte) error {
 	}
 	sum, err := mh.Sum(data, p.MhType, p.MhLength)
 	if err != nil {
-		return fmt.Errorf("cannot hash with %s: %v: %w", mh.Codes[p.MhType], err, ErrUnsupportedHash)
+		return fmt.Errorf("cannot hash with %s: %v: %w", hashName(p.MhType), err, ErrUnsupportedHash)
 	}
 	if !bytes.Equal(sum, h) {
 		got := cid.NewCidV1(p.Codec, sum)
@@ -308,4 +308,13 @@ func checkHash(c cid.Cid, data []byte) error {
 		return fmt.Errorf("data hashes to %s: %w", got, ErrHashMismatch)
 	}
 	return nil
+}
+
+// hashName is "sha2-256 (0x12)".
+func hashName(code uint64) string {
+	name, ok := mh.Codes[code]
+	if !ok {
+		name = "unknown"
+	}
+	return fmt.Sprintf("%s (0x%x)", name, code)
 }

@@ -116,7 +116,7 @@ func (g *graph) check(ctx context.Context, roots []cid.Cid, has func(context.Con
 	for steps := 0; len(stack) > 0; steps++ {
 		if steps%1024 == 0 {
 			if err := ctx.Err(); err != nil {
-				return err
+				return fmt.Errorf("cannot check completeness: %w", err)
 			}
 		}
 		e := stack[len(stack)-1]
