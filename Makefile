@@ -31,6 +31,9 @@ race:
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzReader$$' -fuzztime=$(FUZZTIME) ./ingest/multipart
 	$(GO) test -run='^$$' -fuzz='^FuzzParseAddParams$$' -fuzztime=$(FUZZTIME) ./restapi
+	$(GO) test -run='^$$' -fuzz='^FuzzImport$$' -fuzztime=$(FUZZTIME) ./ingest/car
 
+# The numbers in BENCHMARKS.md; see that file for what each one compares.
 bench:
-	$(GO) test -run='^$$' -bench=. -benchtime=3x ./ingest/unixfs
+	$(GO) test -run='^$$' -bench=. -benchtime=3x ./ingest/unixfs ./ingest/car
+	INGESTD_IPFS_BIN=$$(bash .ci/kubo.sh) $(GO) test -run='^$$' -bench=. -benchtime=3x -timeout=30m ./bench
