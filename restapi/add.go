@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"time"
 
 	cid "github.com/ipfs/go-cid"
@@ -86,8 +87,9 @@ func (s *Server) handleAdd(ctx *fasthttp.RequestCtx) error {
 	if !s.acquireAdd() {
 		return errTooBusy
 	}
-	release := func() { <-s.addSem }
-	mr := multipart.NewReader(requestBody(ctx), boundary)
+	actx, cancel := context.WithCancel(s.baseCtx)
+	release := func() { cancel(); <-s.addSem }
+	mr := multipart.NewReader(s.requestBody(actx, ctx), boundary)
 	first, err := mr.Next()
 	if err == io.EOF {
 		release()
@@ -104,12 +106,12 @@ func (s *Server) handleAdd(ctx *fasthttp.RequestCtx) error {
 	entries := &peekedEntries{first: first, r: mr}
 	if !p.StreamChannels {
 		defer release()
-		return s.addBuffered(ctx, p, entries)
+		return s.addBuffered(actx, ctx, p, entries)
 	}
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.Header.Set("X-Chunked-Output", "1")
 	ctx.Response.Header.SetConnectionClose()
-	s.startStream(ctx, false, false, func(actx context.Context, send func([]byte) error) error {
+	s.startStream(ctx, actx, cancel, false, func(actx context.Context, send func([]byte) error) error {
 		defer release()
 		return s.runAdd(actx, p, entries, func(o unixfs.Output) error {
 			b, err := s.encodeOutput(o, p)
@@ -122,9 +124,9 @@ func (s *Server) handleAdd(ctx *fasthttp.RequestCtx) error {
 	return nil
 }
 
-func (s *Server) addBuffered(ctx *fasthttp.RequestCtx, p *AddParams, entries unixfs.EntryReader) error {
+func (s *Server) addBuffered(actx context.Context, ctx *fasthttp.RequestCtx, p *AddParams, entries unixfs.EntryReader) error {
 	var outs []json.RawMessage
-	err := s.runAdd(s.baseCtx, p, entries, func(o unixfs.Output) error {
+	err := s.runAdd(actx, p, entries, func(o unixfs.Output) error {
 		b, err := s.encodeOutput(o, p)
 		if err == nil {
 			outs = append(outs, b)
@@ -246,9 +248,36 @@ func (q argsQuery) VisitAll(f func(k, v string)) {
 // The stream is read through a 256 KiB buffer: mime/multipart reads 4 KiB
 // at a time, and fasthttp's stream would turn each into a read(2); with
 // the buffer, one read(2) takes whatever the socket has.
-func requestBody(ctx *fasthttp.RequestCtx) io.Reader {
+func (s *Server) requestBody(actx context.Context, ctx *fasthttp.RequestCtx) io.Reader {
 	if r := ctx.RequestBodyStream(); r != nil {
-		return bufio.NewReaderSize(r, bodyBufferSize)
+		return bufio.NewReaderSize(&stallReader{ctx: actx, r: r, conn: ctx.Conn(), timeout: s.cfg.BodyStallTimeout}, bodyBufferSize)
 	}
 	return bytes.NewReader(ctx.PostBody())
+}
+
+// stallReader moves the connection's read deadline forward before every
+// read, so that an upload fails when its client stops sending for the
+// stall timeout, however long the whole upload takes. Once the add's
+// context ends it stops reading: lineStream.Close cancels it and then sets
+// a past deadline, and the second check below keeps a concurrent Read from
+// moving that deadline forward again.
+type stallReader struct {
+	ctx     context.Context
+	r       io.Reader
+	conn    net.Conn
+	timeout time.Duration
+}
+
+func (s *stallReader) Read(p []byte) (int, error) {
+	if err := s.ctx.Err(); err != nil {
+		return 0, err
+	}
+	if s.conn != nil {
+		_ = s.conn.SetReadDeadline(time.Now().Add(s.timeout))
+		if err := s.ctx.Err(); err != nil {
+			_ = s.conn.SetReadDeadline(time.Now())
+			return 0, err
+		}
+	}
+	return s.r.Read(p)
 }

@@ -29,7 +29,8 @@ func (s *Server) handleAllocations(ctx *fasthttp.RequestCtx) error {
 		}
 		wantPins = pins
 	}
-	s.startStream(ctx, true, true, func(pctx context.Context, send func([]byte) error) error {
+	pctx, cancel := context.WithCancel(s.baseCtx)
+	s.startStream(ctx, pctx, cancel, true, func(pctx context.Context, send func([]byte) error) error {
 		if !wantPins {
 			return nil
 		}

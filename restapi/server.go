@@ -36,10 +36,14 @@ type Config struct {
 	// Pool hashes for every add.
 	Pool *ingest.HashPool
 	// MaxConcurrentAdds bounds the adds that run at once; others wait up to
-	// MaxQueueDuration, then get 503 with Retry-After. Default 4×GOMAXPROCS… 0 = 16.
+	// MaxQueueDuration, then get 503 with Retry-After. 0 means 16: adds
+	// share one HashPool, so more would only queue there.
 	MaxConcurrentAdds int
 	// MaxQueueDuration is how long an add waits for a slot. Default 10s.
 	MaxQueueDuration time.Duration
+	// BodyStallTimeout fails an upload whose body sends nothing for this
+	// long. Default 60s.
+	BodyStallTimeout time.Duration
 	// ShutdownTimeout bounds how long Shutdown lets in-flight adds finish
 	// before cancelling them. Default 30s.
 	ShutdownTimeout time.Duration
@@ -71,6 +75,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxQueueDuration <= 0 {
 		cfg.MaxQueueDuration = 10 * time.Second
+	}
+	if cfg.BodyStallTimeout <= 0 {
+		cfg.BodyStallTimeout = time.Minute
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 30 * time.Second

@@ -36,7 +36,7 @@ type testServer struct {
 }
 
 // startServer runs a real Server on a random 127.0.0.1 port.
-func startServer(t *testing.T) *testServer {
+func startServer(t *testing.T, mutate ...func(*Config)) *testServer {
 	t.Helper()
 	store, err := localstore.Open(t.TempDir(), localstore.Options{NoSync: true})
 	if err != nil {
@@ -44,7 +44,11 @@ func startServer(t *testing.T) *testServer {
 	}
 	pool := ingest.NewHashPool(0)
 	pins := pinner.NewStore(store.Datastore())
-	srv, err := New(Config{PeerID: testPeerID, Store: store, Pins: pins, Pool: pool})
+	cfg := Config{PeerID: testPeerID, Store: store, Pins: pins, Pool: pool}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -461,5 +465,39 @@ func TestAddRespondsWhileUploading(t *testing.T) {
 	raw, _ := io.ReadAll(resp.Body)
 	if te := resp.Trailer.Get("X-Stream-Error"); te != "" || !strings.Contains(string(raw), `"name":"big"`) {
 		t.Fatalf("add did not complete: %q %q", raw, te)
+	}
+}
+
+// TestStalledUploadFails: a client that stops sending mid-file gets the
+// stall error in the trailer, nothing is pinned, and the server serves on.
+func TestStalledUploadFails(t *testing.T) {
+	ts := startServer(t, func(c *Config) { c.BodyStallTimeout = 300 * time.Millisecond })
+	ct, b := body(part{name: "f", body: randBytes(1<<20, 5)})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(ts.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	half := b[:len(b)/2]
+	fmt.Fprintf(conn, "POST /add HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n", ct, len(half))
+	conn.Write(half)
+	conn.Write([]byte("\r\n"))
+	// ...and nothing more, without closing: the server must give up.
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(resp.Body)
+	if te := resp.Trailer.Get("X-Stream-Error"); !strings.Contains(te, "timeout") {
+		t.Fatalf("stalled upload: status %d trailer %q", resp.StatusCode, te)
+	}
+	resp2, err := http.Get(ts.url + "/allocations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp2.Body.Close()
+	if resp2.StatusCode != 204 {
+		t.Fatalf("stalled add pinned: %d", resp2.StatusCode)
 	}
 }

@@ -25,29 +25,28 @@ type lineStream struct {
 	hdr    *fasthttp.ResponseHeader
 	conn   net.Conn
 	cancel context.CancelFunc
-	// emptyTrailer sends "X-Stream-Error: " on success, as IPFS Cluster's
-	// StreamResponse does; /add leaves it out (§1.5).
-	emptyTrailer bool
 }
 
 // startStream runs produce on a tracked goroutine and makes its output the
-// response body. produce must stop reading the request body when its
-// context ends.
+// response body. pctx is produce's context and cancel ends it; produce must
+// stop reading the request body when pctx ends.
 //
 // With waitFirst (the listing streams, spec §1.4) it waits for the first
 // object: a producer that ends without output gets 204, or the error
 // object of its error. Without it (/add, spec §1.5) the 200 is committed
 // at once, so that the response starts while the upload is still arriving,
 // and every later error goes to the trailer.
-func (s *Server) startStream(ctx *fasthttp.RequestCtx, waitFirst, emptyTrailer bool, produce func(ctx context.Context, send func([]byte) error) error) {
-	pctx, cancel := context.WithCancel(s.baseCtx)
+//
+// On success no X-Stream-Error value is sent: IPFS Cluster sends an empty
+// one on the listing streams, fasthttp cannot, and clients treat an absent
+// and an empty trailer alike (spec §6.3).
+func (s *Server) startStream(ctx *fasthttp.RequestCtx, pctx context.Context, cancel context.CancelFunc, waitFirst bool, produce func(ctx context.Context, send func([]byte) error) error) {
 	ls := &lineStream{
-		lines:        make(chan []byte, 64),
-		done:         make(chan struct{}),
-		hdr:          &ctx.Response.Header,
-		conn:         ctx.Conn(),
-		cancel:       cancel,
-		emptyTrailer: emptyTrailer,
+		lines:  make(chan []byte, 64),
+		done:   make(chan struct{}),
+		hdr:    &ctx.Response.Header,
+		conn:   ctx.Conn(),
+		cancel: cancel,
 	}
 	send := func(b []byte) error {
 		select {
@@ -98,8 +97,6 @@ func (ls *lineStream) Read(p []byte) (int, error) {
 			<-ls.done
 			if ls.err != nil {
 				ls.hdr.Set("X-Stream-Error", message(ls.err))
-			} else if ls.emptyTrailer {
-				ls.hdr.Set("X-Stream-Error", "")
 			}
 			return 0, io.EOF
 		}
