@@ -501,3 +501,53 @@ func TestStalledUploadFails(t *testing.T) {
 		t.Fatalf("stalled add pinned: %d", resp2.StatusCode)
 	}
 }
+
+func TestAllocationsStream(t *testing.T) {
+	ts := startServer(t)
+	resp, err := http.Get(ts.url + "/allocations?filter=all")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 204 {
+		t.Fatalf("empty pinset: %d", resp.StatusCode)
+	}
+	var roots []string
+	for i := 0; i < 3; i++ {
+		ct, b := body(part{name: fmt.Sprintf("f%d", i), body: randBytes(1000+i, uint64(i))})
+		r := post(t, ts, "", ct, b)
+		roots = append(roots, r.outputs[len(r.outputs)-1]["cid"].(string))
+	}
+	for _, c := range []struct {
+		filter string
+		status int
+		n      int
+	}{{"", 200, 3}, {"pin", 200, 3}, {"pin,bogus", 200, 3}, {"meta-pin", 204, 0}, {"bogus", 400, 0}} {
+		resp, err := http.Get(ts.url + "/allocations?filter=" + url.QueryEscape(c.filter))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.status {
+			t.Fatalf("filter %q: %d %q", c.filter, resp.StatusCode, raw)
+		}
+		if c.status != 200 {
+			continue
+		}
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		seen := map[string]bool{}
+		for dec.More() {
+			var p map[string]any
+			if err := dec.Decode(&p); err != nil {
+				t.Fatalf("filter %q: not NDJSON: %q", c.filter, raw)
+			}
+			seen[p["cid"].(string)] = true
+		}
+		for _, r := range roots {
+			if !seen[r] {
+				t.Fatalf("filter %q: %s missing from %q", c.filter, r, raw)
+			}
+		}
+	}
+}
