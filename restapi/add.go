@@ -14,7 +14,7 @@ import (
 	cid "github.com/ipfs/go-cid"
 	"github.com/valyala/fasthttp"
 
-	"github.com/ingestd/ingestd/ingest"
+	"github.com/ingestd/ingestd/blockfanout"
 	"github.com/ingestd/ingestd/ingest/multipart"
 	"github.com/ingestd/ingestd/ingest/unixfs"
 	"github.com/ingestd/ingestd/pinner"
@@ -103,18 +103,25 @@ func (s *Server) handleAdd(ctx *fasthttp.RequestCtx) error {
 		release()
 		return &StatusError{Code: fasthttp.StatusBadRequest, Err: errCarNotFile}
 	}
+	// Allocation before the 200: with no live peer the add fails fast with
+	// an error object instead of reading the upload first.
+	t, err := s.openTarget(actx, p)
+	if err != nil {
+		release()
+		return err
+	}
 	entries := &peekedEntries{first: first, r: mr}
 	if !p.StreamChannels {
 		defer release()
-		return s.addBuffered(actx, ctx, p, entries)
+		return s.addBuffered(actx, ctx, p, t, entries)
 	}
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.Header.Set("X-Chunked-Output", "1")
 	ctx.Response.Header.SetConnectionClose()
 	s.startStream(ctx, actx, cancel, false, func(actx context.Context, send func([]byte) error) error {
 		defer release()
-		return s.runAdd(actx, p, entries, func(o unixfs.Output) error {
-			b, err := s.encodeOutput(o, p)
+		return s.runAdd(actx, p, t, entries, func(o unixfs.Output) error {
+			b, err := s.encodeOutput(o, p, t)
 			if err != nil {
 				return err
 			}
@@ -124,10 +131,10 @@ func (s *Server) handleAdd(ctx *fasthttp.RequestCtx) error {
 	return nil
 }
 
-func (s *Server) addBuffered(actx context.Context, ctx *fasthttp.RequestCtx, p *AddParams, entries unixfs.EntryReader) error {
+func (s *Server) addBuffered(actx context.Context, ctx *fasthttp.RequestCtx, p *AddParams, t *target, entries unixfs.EntryReader) error {
 	var outs []json.RawMessage
-	err := s.runAdd(actx, p, entries, func(o unixfs.Output) error {
-		b, err := s.encodeOutput(o, p)
+	err := s.runAdd(actx, p, t, entries, func(o unixfs.Output) error {
+		b, err := s.encodeOutput(o, p, t)
 		if err == nil {
 			outs = append(outs, b)
 		}
@@ -146,10 +153,10 @@ func (s *Server) addBuffered(actx context.Context, ctx *fasthttp.RequestCtx, p *
 	return nil
 }
 
-func (s *Server) encodeOutput(o unixfs.Output, p *AddParams) ([]byte, error) {
+func (s *Server) encodeOutput(o unixfs.Output, p *AddParams, t *target) ([]byte, error) {
 	out := addedOutput{Name: o.Name, Cid: pinner.CID{Cid: o.Cid}, Bytes: o.Bytes, Size: o.Size}
 	if !o.IsProgress() && !p.OnlyHash {
-		out.Allocations = []string{s.cfg.PeerID}
+		out.Allocations = s.allocations(t)
 	}
 	b, err := json.Marshal(out)
 	if err != nil {
@@ -158,56 +165,55 @@ func (s *Server) encodeOutput(o unixfs.Output, p *AddParams) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// runAdd imports the upload, makes its blocks durable and records the pins.
-// A pin is recorded only after every block of its DAG is synced, so a
-// failed or interrupted add leaves no pin behind.
-func (s *Server) runAdd(ctx context.Context, p *AddParams, entries unixfs.EntryReader, emit func(unixfs.Output) error) error {
+// runAdd imports the upload into its target, makes the blocks durable
+// (store sync, or every peer's acknowledgement), pins and records the pins.
+// A pin is recorded only after every block of its DAG is durable and, with
+// peers, pinned on them, so a failed or interrupted add leaves no pin.
+func (s *Server) runAdd(ctx context.Context, p *AddParams, t *target, entries unixfs.EntryReader, emit func(unixfs.Output) error) error {
 	var roots []cid.Cid
 	var err error
 	if p.Format == "car" {
-		roots, err = s.runCarAdd(ctx, p, entries, emit)
+		roots, err = s.runCarAdd(ctx, p, t.sink, entries, emit)
 	} else {
-		var sink ingest.Sink = s.cfg.Store
-		if p.OnlyHash {
-			sink = ingest.DiscardSink{}
-		}
-		roots, err = unixfs.Import(ctx, entries, &p.Unixfs, s.cfg.Pool, sink, emit)
+		roots, err = unixfs.Import(ctx, entries, &p.Unixfs, s.cfg.Pool, t.sink, emit)
 	}
-	if err != nil {
+	if err := t.finish(ctx, err); err != nil {
 		return err
 	}
 	if p.OnlyHash {
 		return nil
 	}
-	if err := s.cfg.Store.Sync(ctx); err != nil {
-		return fmt.Errorf("cannot sync blocks: %w", err)
+	if t.session == nil {
+		if err := s.cfg.Store.Sync(ctx); err != nil {
+			return fmt.Errorf("cannot sync blocks: %w", err)
+		}
 	}
 	if p.NoPin {
 		return nil
 	}
+	if err := s.pinOnPeers(ctx, t, p, roots); err != nil {
+		return err
+	}
+	allocs := s.allocations(t)
+	if t.session != nil {
+		allocs = peerIDs(t.pinners)
+	}
 	now := time.Now()
 	for _, root := range roots {
-		if err := s.cfg.Pins.Put(ctx, s.newPin(root, &p.Pin, now)); err != nil {
+		if err := s.cfg.Pins.Put(ctx, s.newPin(root, &p.Pin, allocs, now)); err != nil {
 			return fmt.Errorf("cannot record pin %s: %w", root, err)
 		}
 	}
 	return nil
 }
 
-// newPin builds the pin of an add. The embedded store is the only target,
-// so the pin is allocated to this peer; replication factors default to
-// IPFS Cluster's stock -1 (everywhere), which is also this single peer.
-func (s *Server) newPin(root cid.Cid, po *PinOptions, now time.Time) pinner.Pin {
-	rmin, rmax := po.ReplicationFactorMin, po.ReplicationFactorMax
-	if rmin == 0 {
-		rmin = -1
-	}
-	if rmax == 0 {
-		rmax = -1
-	}
-	allocs := []string{}
-	if rmin != -1 || rmax != -1 {
-		allocs = []string{s.cfg.PeerID}
+// newPin builds the pin of an add, allocated to the peers that hold it.
+// Replication factors default to IPFS Cluster's stock -1 (everywhere);
+// then, as in IPFS Cluster, the allocations are [].
+func (s *Server) newPin(root cid.Cid, po *PinOptions, allocs []string, now time.Time) pinner.Pin {
+	rmin, rmax := replication(po)
+	if rmin == -1 && rmax == -1 {
+		allocs = []string{}
 	}
 	meta := po.Metadata
 	if meta == nil {
@@ -229,6 +235,16 @@ func (s *Server) newPin(root cid.Cid, po *PinOptions, now time.Time) pinner.Pin 
 		MaxDepth:             -1,
 		Timestamp:            now,
 	}
+}
+
+func peerIDs(peers []*blockfanout.Peer) []string {
+	ids := make([]string, 0, len(peers))
+	for _, p := range peers {
+		if id := p.ID(); id != "" {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 // argsQuery adapts fasthttp's query args to Query.

@@ -37,7 +37,7 @@ func carRoots(p *AddParams) car.Option {
 // runCarAdd imports the single CAR file part of an upload: every block
 // re-hashed, the DAG below the roots checked complete unless no-pin, one
 // output per root, then the pins (after a store sync), as runAdd.
-func (s *Server) runCarAdd(ctx context.Context, p *AddParams, entries unixfs.EntryReader, emit func(unixfs.Output) error) ([]cid.Cid, error) {
+func (s *Server) runCarAdd(ctx context.Context, p *AddParams, sink ingest.Sink, entries unixfs.EntryReader, emit func(unixfs.Output) error) ([]cid.Cid, error) {
 	e, err := entries.Next()
 	if err != nil {
 		if err == io.EOF {
@@ -47,10 +47,6 @@ func (s *Server) runCarAdd(ctx context.Context, p *AddParams, entries unixfs.Ent
 	}
 	if e.Kind != multipart.File {
 		return nil, errCarNotFile
-	}
-	var sink ingest.Sink = s.cfg.Store
-	if p.OnlyHash {
-		sink = ingest.DiscardSink{}
 	}
 	res, err := car.Import(ctx, e.Body, s.cfg.Pool, sink,
 		carRoots(p),

@@ -7,6 +7,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/ingestd/ingestd/blockfanout"
 	"github.com/ingestd/ingestd/ingest/car"
 	"github.com/ingestd/ingestd/ingest/multipart"
 	"github.com/ingestd/ingestd/ingest/unixfs"
@@ -37,6 +38,8 @@ func statusOf(err error) (int, int) {
 		return se.Code, se.RetryAfter
 	case errors.Is(err, pinner.ErrNotFound):
 		return fasthttp.StatusNotFound, 0
+	case errors.Is(err, blockfanout.ErrNotEnoughPeers):
+		return fasthttp.StatusServiceUnavailable, 5
 	case errors.Is(err, ErrBadParam),
 		errors.Is(err, multipart.ErrMalformed),
 		errors.Is(err, multipart.ErrTooLong),

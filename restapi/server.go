@@ -12,6 +12,7 @@ import (
 	cid "github.com/ipfs/go-cid"
 	"github.com/valyala/fasthttp"
 
+	"github.com/ingestd/ingestd/blockfanout"
 	"github.com/ingestd/ingestd/ingest"
 	"github.com/ingestd/ingestd/localstore"
 	"github.com/ingestd/ingestd/pinner"
@@ -35,6 +36,10 @@ type Config struct {
 	Pins *pinner.Store
 	// Pool hashes for every add.
 	Pool *ingest.HashPool
+	// Fanout, when set, sends the blocks of adds to kubo peers instead of
+	// Store, and pins there (Store then only backs the pinset). Started and
+	// stopped by the caller. Default nil: the embedded store.
+	Fanout *blockfanout.Fanout
 	// MaxConcurrentAdds bounds the adds that run at once; others wait up to
 	// MaxQueueDuration, then get 503 with Retry-After. 0 means 16: adds
 	// share one HashPool, so more would only queue there.

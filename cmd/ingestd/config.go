@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 )
 
 // Config is the whole configuration of the daemon. The zero value plus
@@ -26,6 +28,41 @@ type Config struct {
 	// crash of the process (kill -9), not of the machine: kubo's default
 	// flatfs store (sync: false) gives the same. Default false.
 	NoFsync bool `json:"no_fsync"`
+	// Peers are kubo RPC endpoints that receive the blocks of every add and
+	// pin them, instead of the embedded store. Default none.
+	Peers []PeerConfig `json:"peers"`
+}
+
+// PeerConfig is one kubo daemon: its RPC API URL and an optional name.
+type PeerConfig struct {
+	Name string `json:"name"`
+	URL  string `json:"url"`
+}
+
+// peerList is the repeatable --peer flag: [NAME=]URL.
+type peerList []PeerConfig
+
+func (l *peerList) String() string { return fmt.Sprint(*l) }
+
+func (l *peerList) Set(v string) error {
+	p, err := parsePeer(v)
+	if err != nil {
+		return err
+	}
+	*l = append(*l, p)
+	return nil
+}
+
+func parsePeer(v string) (PeerConfig, error) {
+	name, u, ok := strings.Cut(v, "=")
+	if !ok {
+		name, u = "", v
+	}
+	pu, err := url.Parse(u)
+	if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+		return PeerConfig{}, fmt.Errorf("cannot use peer %q: want [NAME=]http://HOST:PORT", v)
+	}
+	return PeerConfig{Name: name, URL: u}, nil
 }
 
 func (c *Config) defaults() {
@@ -56,6 +93,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*C
 	data := fs.String("data", "", "data directory (env INGESTD_DATA; default ~/.ingestd)")
 	listen := fs.String("listen", "", "REST API listen address (env INGESTD_LISTEN; default 127.0.0.1:9094)")
 	peername := fs.String("peername", "", "peer name reported by /id (env INGESTD_PEERNAME)")
+	var peers peerList
+	fs.Var(&peers, "peer", "kubo RPC API that receives and pins the blocks, [NAME=]http://HOST:PORT; repeatable (env INGESTD_PEERS, comma-separated)")
 	noFsync := fs.Bool("no-fsync", false, "do not fsync before acknowledging an add: survives kill -9, not power loss, like kubo's default store (env INGESTD_NO_FSYNC=true)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -90,6 +129,19 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*C
 		if o.flag != "" {
 			*o.dst = o.flag
 		}
+	}
+	if v := getenv("INGESTD_PEERS"); v != "" {
+		c.Peers = nil
+		for _, e := range strings.Split(v, ",") {
+			p, err := parsePeer(strings.TrimSpace(e))
+			if err != nil {
+				return nil, err
+			}
+			c.Peers = append(c.Peers, p)
+		}
+	}
+	if len(peers) > 0 {
+		c.Peers = peers
 	}
 	if v := getenv("INGESTD_NO_FSYNC"); v != "" {
 		b, err := strconv.ParseBool(v)

@@ -11,6 +11,11 @@
 //	--listen ADDR     INGESTD_LISTEN   "listen"  (default 127.0.0.1:9094)
 //	--peername NAME   INGESTD_PEERNAME "peername"
 //	--no-fsync        INGESTD_NO_FSYNC "no_fsync" (default false: fsync before an add is acknowledged)
+//	--peer [NAME=]URL INGESTD_PEERS    "peers": [{"name","url"}] (repeatable; default none)
+//
+// With no peer, blocks go to the embedded store. With peers (kubo RPC API
+// URLs), every add streams its blocks to the allocated peers and pins there
+// (see package blockfanout); the pinset stays in the embedded store.
 //
 // SIGINT or SIGTERM stops it gracefully: no new connections, in-flight adds
 // finish (or fail after the shutdown timeout, recording no pin), then the

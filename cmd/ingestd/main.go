@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/ingestd/ingestd/blockfanout"
 	"github.com/ingestd/ingestd/ingest"
 	"github.com/ingestd/ingestd/localstore"
 	"github.com/ingestd/ingestd/pinner"
@@ -46,12 +48,30 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	defer store.Close()
 	pool := ingest.NewHashPool(0)
 	defer pool.Stop()
+	var fanout *blockfanout.Fanout
+	if len(cfg.Peers) > 0 {
+		pcs := make([]blockfanout.PeerConfig, len(cfg.Peers))
+		for i, p := range cfg.Peers {
+			pcs[i] = blockfanout.PeerConfig{Name: p.Name, URL: p.URL}
+		}
+		if fanout, err = blockfanout.New(blockfanout.Config{Peers: pcs}); err != nil {
+			return err
+		}
+		if err := fanout.Start(context.Background()); err != nil {
+			return fmt.Errorf("cannot start peers: %w", err)
+		}
+		defer fanout.Stop()
+		for _, st := range fanout.Peers() {
+			logger.Printf("peer %s: alive=%v id=%s %s", st.Peer.Name, st.Alive, st.ID, st.LastErr)
+		}
+	}
 	srv, err := restapi.New(restapi.Config{
 		PeerID:   peerID,
 		PeerName: cfg.PeerName,
 		Store:    store,
 		Pins:     pinner.NewStore(store.Datastore()),
 		Pool:     pool,
+		Fanout:   fanout,
 	})
 	if err != nil {
 		return err

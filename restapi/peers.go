@@ -1,0 +1,121 @@
+package restapi
+
+import (
+	"context"
+	"fmt"
+
+	cid "github.com/ipfs/go-cid"
+
+	"github.com/ingestd/ingestd/blockfanout"
+	"github.com/ingestd/ingestd/ingest"
+)
+
+// target is where one add's blocks go and who pins them: the embedded
+// store, or a set of kubo peers through blockfanout (spec §4.6–4.8).
+type target struct {
+	sink ingest.Sink
+	// holders are the peers that receive the blocks; pinners the peers
+	// whose pin is requested (the same, unless local=true).
+	holders, pinners []*blockfanout.Peer
+	session          *blockfanout.Session
+	minOK            int
+}
+
+// allocations lists the IDs reported in AddedOutput.allocations and
+// recorded in the pin: who holds the blocks (this peer for the embedded
+// store).
+func (s *Server) allocations(t *target) []string {
+	if t.session == nil {
+		return []string{s.cfg.PeerID}
+	}
+	return peerIDs(t.holders)
+}
+
+// openTarget chooses the targets of an add. Replication factors follow IPFS
+// Cluster: 0 means the default, -1 (every live peer); the add needs
+// replication-min peers to acknowledge every block (all allocated ones for
+// -1). With local=true the blocks go only to the first configured peer (the
+// "local" IPFS daemon) and the allocated peers fetch them when pinning.
+func (s *Server) openTarget(ctx context.Context, p *AddParams) (*target, error) {
+	if s.cfg.Fanout == nil || p.OnlyHash {
+		var sink ingest.Sink = s.cfg.Store
+		if p.OnlyHash {
+			sink = ingest.DiscardSink{}
+		}
+		return &target{sink: sink}, nil
+	}
+	rmin, rmax := replication(&p.Pin)
+	if rmin != -1 && rmax == -1 {
+		rmax = max(rmin, len(s.cfg.Fanout.Peers()))
+	}
+	peers, err := s.cfg.Fanout.Allocate(rmin, rmax, p.Pin.UserAllocations)
+	if err != nil {
+		return nil, err
+	}
+	t := &target{holders: peers, pinners: peers, minOK: rmin}
+	if rmin == -1 {
+		t.minOK = len(peers)
+	}
+	if p.Local {
+		local := s.cfg.Fanout.Peers()[0].Peer
+		t.holders, t.minOK = []*blockfanout.Peer{local}, 1
+	}
+	t.session = s.cfg.Fanout.NewSession(ctx, t.holders, t.minOK)
+	t.sink = t.session
+	return t, nil
+}
+
+// finish waits for every block to be acknowledged (a failed add still
+// closes its session) and, on success, keeps the peers that acknowledged.
+func (t *target) finish(ctx context.Context, addErr error) error {
+	if t.session == nil {
+		return addErr
+	}
+	res, err := t.session.Close(ctx)
+	if addErr != nil {
+		return addErr
+	}
+	if err != nil {
+		return err
+	}
+	if len(t.pinners) == len(t.holders) {
+		t.pinners = res.OK
+	}
+	t.holders = res.OK
+	return nil
+}
+
+// pinOnPeers pins every root on the pinning peers. With local=true they
+// must fetch the blocks from the local peer first, so the peers are
+// connected to each other before.
+func (s *Server) pinOnPeers(ctx context.Context, t *target, p *AddParams, roots []cid.Cid) error {
+	if t.session == nil {
+		return nil
+	}
+	if p.Local {
+		if err := s.cfg.Fanout.ConnectAll(ctx); err != nil {
+			return fmt.Errorf("cannot connect peers for local=true: %w", err)
+		}
+	}
+	for _, root := range roots {
+		res, err := s.cfg.Fanout.Pin(ctx, t.pinners, root, p.Pin.Name)
+		if err != nil && len(res.OK) < t.minOK {
+			return err
+		}
+		t.pinners = res.OK
+	}
+	return nil
+}
+
+// replication resolves the replication factors: 0 means IPFS Cluster's
+// stock default, -1 (everywhere).
+func replication(po *PinOptions) (int, int) {
+	rmin, rmax := po.ReplicationFactorMin, po.ReplicationFactorMax
+	if rmin == 0 {
+		rmin = -1
+	}
+	if rmax == 0 {
+		rmax = -1
+	}
+	return rmin, rmax
+}

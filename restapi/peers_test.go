@@ -1,0 +1,203 @@
+package restapi
+
+import (
+	"encoding/json"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ingestd/ingestd/blockfanout"
+	"github.com/ingestd/ingestd/internal/kubotest"
+)
+
+type cluster struct {
+	*testServer
+	daemons []*kubotest.Daemon
+	fanout  *blockfanout.Fanout
+}
+
+// startCluster runs n real kubo daemons and an ingestd that targets them.
+func startCluster(t *testing.T, n int) *cluster {
+	t.Helper()
+	c := &cluster{}
+	var pcs []blockfanout.PeerConfig
+	for i := 0; i < n; i++ {
+		d := kubotest.StartDaemon(t, kubotest.NewRepo(t))
+		c.daemons = append(c.daemons, d)
+		pcs = append(pcs, blockfanout.PeerConfig{Name: "kubo" + string(rune('0'+i)), URL: d.URL()})
+	}
+	f, err := blockfanout.New(blockfanout.Config{Peers: pcs, CheckInterval: 200 * time.Millisecond, StallTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Stop)
+	c.fanout = f
+	c.testServer = startServer(t, func(cfg *Config) { cfg.Fanout = f })
+	return c
+}
+
+// has reports whether daemon d holds root's whole DAG locally and whether
+// root is pinned recursively there.
+func has(t *testing.T, d *kubotest.Daemon, root string) (blocks, pinned bool) {
+	t.Helper()
+	_, err := d.CallErr(t.Context(), "refs", url.Values{"arg": {root}, "recursive": {"true"}, "offline": {"true"}})
+	blocks = err == nil
+	out, err := d.CallErr(t.Context(), "pin/ls", url.Values{"arg": {root}, "type": {"recursive"}})
+	pinned = err == nil && strings.Contains(string(out), root)
+	return blocks, pinned
+}
+
+func TestAddToThreeKuboPeers(t *testing.T) {
+	c := startCluster(t, 3)
+	data := randBytes(5<<20+3, 31)
+	ct, b := body(part{name: "f.bin", body: data})
+	r := post(t, c.testServer, "replication-min=2&replication-max=3&cid-version=1&name=replicated", ct, b)
+	if r.status != 200 || r.trailer != "" {
+		t.Fatalf("status %d trailer %q %s", r.status, r.trailer, r.raw)
+	}
+	root := r.outputs[len(r.outputs)-1]["cid"].(string)
+	if want := kuboHash(t, map[string][]byte{"f.bin": data}, []string{"--cid-version=1"}, "f.bin")["f.bin"]; root != want {
+		t.Fatalf("root %s, kubo %s", root, want)
+	}
+	ids := map[string]bool{}
+	for _, d := range c.daemons {
+		ids[d.PeerID] = true
+		if blocks, pinned := has(t, d, root); !blocks || !pinned {
+			t.Fatalf("daemon %s: blocks %v pinned %v", d.PeerID, blocks, pinned)
+		}
+	}
+	if a, _ := r.outputs[len(r.outputs)-1]["allocations"].([]any); len(a) != 3 || !ids[a[0].(string)] {
+		t.Fatalf("allocations %v", r.outputs[len(r.outputs)-1]["allocations"])
+	}
+	code, pin := getJSON(t, c.url+"/allocations/"+root)
+	if a, _ := pin["allocations"].([]any); code != 200 || len(a) != 3 || pin["name"] != "replicated" {
+		t.Fatalf("pin %d %v", code, pin)
+	}
+}
+
+// TestAddLocal: with local=true only the first peer receives blocks; the
+// others get the pin and fetch the DAG from it over bitswap.
+func TestAddLocal(t *testing.T) {
+	c := startCluster(t, 3)
+	ct, b := body(part{name: "f", body: randBytes(2<<20, 41)})
+	r := post(t, c.testServer, "local=true", ct, b)
+	if r.status != 200 || r.trailer != "" {
+		t.Fatalf("status %d trailer %q %s", r.status, r.trailer, r.raw)
+	}
+	root := r.outputs[len(r.outputs)-1]["cid"].(string)
+	if a, _ := r.outputs[0]["allocations"].([]any); len(a) != 1 || a[0] != c.daemons[0].PeerID {
+		t.Fatalf("local add allocations %v, want only %s", a, c.daemons[0].PeerID)
+	}
+	for i, d := range c.daemons {
+		blocks, pinned := has(t, d, root)
+		if !blocks || !pinned {
+			t.Fatalf("daemon %d: blocks %v pinned %v", i, blocks, pinned)
+		}
+		var st struct{ BlocksReceived int }
+		json.Unmarshal(d.Call(t, "bitswap/stat", nil), &st)
+		if (i == 0) != (st.BlocksReceived == 0) {
+			t.Fatalf("daemon %d received %d blocks over bitswap", i, st.BlocksReceived)
+		}
+	}
+}
+
+// TestPeerKilledMidAdd kills a daemon while the upload streams: with
+// replication-min 2 the add succeeds on the other two; with 3 it fails
+// naming the dead peer, and no pin is recorded.
+func TestPeerKilledMidAdd(t *testing.T) {
+	for _, c := range []struct {
+		min     int
+		succeed bool
+	}{{2, true}, {3, false}} {
+		cl := startCluster(t, 3)
+		pr, pw := io.Pipe()
+		w := multipart.NewWriter(pw)
+		type result struct {
+			raw     string
+			trailer string
+		}
+		done := make(chan result, 1)
+		go func() {
+			req, _ := http.NewRequest("POST", cl.url+"/add?cid-version=1&replication-max=3&replication-min="+string(rune('0'+c.min)), pr)
+			req.Header.Set("Content-Type", w.FormDataContentType())
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				done <- result{trailer: err.Error()}
+				return
+			}
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			done <- result{string(raw), resp.Trailer.Get("X-Stream-Error")}
+		}()
+		fw, _ := w.CreateFormFile("file", "big")
+		for i := 0; i < 24; i++ {
+			if i == 8 {
+				cl.daemons[2].Kill()
+			}
+			fw.Write(randBytes(1<<20, uint64(100+i)))
+		}
+		w.Close()
+		pw.Close()
+		r := <-done
+		if c.succeed {
+			if r.trailer != "" || !strings.Contains(r.raw, `"name":"big"`) {
+				t.Fatalf("min %d: %q %q", c.min, r.raw, r.trailer)
+			}
+			var o struct{ Cid string }
+			json.Unmarshal([]byte(strings.TrimSpace(r.raw)), &o)
+			for _, d := range cl.daemons[:2] {
+				if blocks, pinned := has(t, d, o.Cid); !blocks || !pinned {
+					t.Fatalf("surviving daemon: blocks %v pinned %v", blocks, pinned)
+				}
+			}
+			continue
+		}
+		if !strings.Contains(r.trailer, "kubo2") {
+			t.Fatalf("min %d: trailer %q does not name the dead peer", c.min, r.trailer)
+		}
+		resp, _ := http.Get(cl.url + "/allocations")
+		resp.Body.Close()
+		if resp.StatusCode != 204 {
+			t.Fatalf("failed add recorded a pin: %d", resp.StatusCode)
+		}
+	}
+}
+
+func TestAllPeersDown(t *testing.T) {
+	c := startCluster(t, 2)
+	for _, d := range c.daemons {
+		d.Kill()
+	}
+	// Wait for the liveness checks to notice, as a user would see them.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		alive := 0
+		for _, st := range c.fanout.Peers() {
+			if st.Alive {
+				alive++
+			}
+		}
+		if alive == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("peers still reported alive")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ct, b := body(part{name: "f", body: []byte("data")})
+	start := time.Now()
+	r := post(t, c.testServer, "", ct, b)
+	var e errorBody
+	json.Unmarshal(r.raw, &e)
+	if r.status != 503 || !strings.Contains(e.Message, "kubo0") || time.Since(start) > 5*time.Second {
+		t.Fatalf("all down: %d %q after %v", r.status, e.Message, time.Since(start))
+	}
+}
