@@ -27,21 +27,17 @@ const (
 // daemons, through a Session and through a plain client that streams the
 // same blocks to each daemon's block/put directly (one multipart request
 // per daemon, concurrently): the most a replicating sender can get from
-// those daemons. Every iteration sends new random blocks, so kubo always
-// stores them (no "already have it" shortcut). It logs fanout/baseline.
+// those daemons. Each iteration sends the same new blocks both ways,
+// alternating which goes first, with an (untimed) repo/gc before each send
+// so that kubo stores every block every time and the repositories do not
+// grow between runs. It reports both throughputs and fanout/baseline;
+// ns/op is the fanout's time.
 //
 //	go test -run='^$' -bench=BenchmarkFanout -benchtime=3x ./blockfanout/
 func BenchmarkFanout(b *testing.B) {
 	ds := startDaemons(b, 3)
-	var seed uint64
-	newBlocks := func(b *testing.B) []testBlock {
-		b.StopTimer()
-		defer b.StartTimer()
-		seed++
-		return benchBlocks(b, seed)
-	}
 	// Warm up: kubo's flatfs creates its shard directories on first use,
-	// which would slow whichever run comes first.
+	// which would slow whichever send comes first.
 	warm := benchBlocks(b, 0)
 	for _, d := range ds {
 		if err := baselinePut(http.DefaultClient, d, warm); err != nil {
@@ -49,51 +45,68 @@ func BenchmarkFanout(b *testing.B) {
 		}
 	}
 	warm = nil
+	client := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	var seed uint64
 	for _, n := range []int{1, 3} {
 		targets := ds[:n]
 		f := startFanout(b, Config{Peers: peerConfigs(targets)})
-		var fanout, baseline float64 // MB/s of the last run of each
-		b.Run(fmt.Sprintf("peers=%d/fanout", n), func(b *testing.B) {
-			b.SetBytes(benchTotal)
-			b.ReportAllocs()
-			for b.Loop() {
-				blocks := newBlocks(b)
-				s := f.NewSession(context.Background(), f.peers, n)
-				putAll(b, s, blocks)
-				if _, err := s.Close(context.Background()); err != nil {
-					b.Fatalf("Close: %v", err)
-				}
+		fanout := func(blocks []testBlock) {
+			s := f.NewSession(context.Background(), f.peers, n)
+			putAll(b, s, blocks)
+			if _, err := s.Close(context.Background()); err != nil {
+				b.Fatalf("Close: %v", err)
 			}
-			fanout = mbps(b)
-		})
-		b.Run(fmt.Sprintf("peers=%d/baseline", n), func(b *testing.B) {
-			b.SetBytes(benchTotal)
-			b.ReportAllocs()
-			client := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
-			for b.Loop() {
-				blocks := newBlocks(b)
-				var wg sync.WaitGroup
-				errs := make([]error, n)
-				for i, d := range targets {
-					wg.Go(func() { errs[i] = baselinePut(client, d, blocks) })
-				}
-				wg.Wait()
-				for _, err := range errs {
-					if err != nil {
-						b.Fatal(err)
-					}
-				}
-			}
-			baseline = mbps(b)
-		})
-		if fanout > 0 && baseline > 0 {
-			b.Logf("peers=%d: fanout %.0f MB/s, baseline %.0f MB/s, ratio %.2f", n, fanout, baseline, fanout/baseline)
 		}
+		baseline := func(blocks []testBlock) {
+			var wg sync.WaitGroup
+			errs := make([]error, n)
+			for i, d := range targets {
+				wg.Go(func() { errs[i] = baselinePut(client, d, blocks) })
+			}
+			wg.Wait()
+			for _, err := range errs {
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.Run(fmt.Sprintf("peers=%d", n), func(b *testing.B) {
+			var tFanout, tBaseline time.Duration
+			timed := func(send func([]testBlock), blocks []testBlock) time.Duration {
+				repoGC(b, targets)
+				start := time.Now()
+				send(blocks)
+				return time.Since(start)
+			}
+			runs := 0
+			for b.Loop() {
+				seed++
+				blocks := benchBlocks(b, seed)
+				if runs%2 == 0 {
+					tFanout += timed(fanout, blocks)
+					tBaseline += timed(baseline, blocks)
+				} else {
+					tBaseline += timed(baseline, blocks)
+					tFanout += timed(fanout, blocks)
+				}
+				runs++
+			}
+			mb := float64(benchTotal) * float64(runs) / 1e6
+			b.ReportMetric(float64(tFanout.Nanoseconds())/float64(runs), "ns/op")
+			b.ReportMetric(mb/tFanout.Seconds(), "fanout-MB/s")
+			b.ReportMetric(mb/tBaseline.Seconds(), "baseline-MB/s")
+			b.ReportMetric(tBaseline.Seconds()/tFanout.Seconds(), "ratio")
+		})
 	}
 }
 
-func mbps(b *testing.B) float64 {
-	return float64(benchTotal) * float64(b.N) / b.Elapsed().Seconds() / 1e6
+// repoGC removes every unpinned block from the daemons.
+func repoGC(b *testing.B, ds []*kubotest.Daemon) {
+	for _, d := range ds {
+		if _, err := d.CallErr(context.Background(), "repo/gc", nil); err != nil {
+			b.Fatalf("repo/gc: %v", err)
+		}
+	}
 }
 
 // benchBlocks makes benchTotal bytes of random 256 KiB raw blocks.

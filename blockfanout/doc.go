@@ -12,9 +12,12 @@
 //	defer f.Stop()
 //	targets, err := f.Allocate(rmin, rmax, userAllocations)
 //	s := f.NewSession(ctx, targets, minOK)          // an ingest.Sink
-//	root, err := unixfs.Import(ctx, entries, opts, pool, s, emit)
+//	roots, err := unixfs.Import(ctx, entries, opts, pool, s, emit)
 //	res, err := s.Close(ctx)                        // every block acknowledged by >= minOK peers
-//	res, err = f.Pin(ctx, res.OK, root, name)
+//	res, err = f.Pin(ctx, res.OK, roots[0], name)
+//
+// Memory is bounded per session (Config.QueueBytes), so the number of
+// concurrent adds (the REST layer's admission control) bounds the total.
 //
 // # Wire
 //
