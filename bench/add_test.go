@@ -116,12 +116,17 @@ func startIngestd(b *testing.B, noFsync bool) string {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { srv.Shutdown(); pool.Stop(); store.Close() })
+	return serve(b, srv)
+}
+
+// serve runs srv on a random 127.0.0.1 port.
+func serve(b *testing.B, srv *restapi.Server) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
 	go srv.Serve(ln)
-	b.Cleanup(func() { srv.Shutdown(); pool.Stop(); store.Close() })
 	return "http://" + ln.Addr().String()
 }
 
