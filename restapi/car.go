@@ -51,7 +51,9 @@ func (s *Server) runCarAdd(ctx context.Context, p *AddParams, sink ingest.Sink, 
 	res, err := car.Import(ctx, e.Body, s.cfg.Pool, sink,
 		carRoots(p),
 		car.CheckComplete(!p.NoPin && !p.OnlyHash),
-		car.Has(s.cfg.Store.Has),
+		// Get, not Has: blocks left in the store by failed uploads must not
+		// make a DAG look complete unless everything below them is there.
+		car.Get(s.cfg.Store.Get),
 	)
 	if err != nil {
 		return nil, err

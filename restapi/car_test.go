@@ -117,3 +117,75 @@ func TestCarRejections(t *testing.T) {
 		}
 	}
 }
+
+// TestCarCorpusOverHTTP sends every CAR of ingest/car's corpus that is not
+// valid: each fails with a message (trailer or error object), the server
+// keeps answering, and the pinset stays empty.
+//
+// Each file goes to a fresh server: blocks that one failed upload leaves in
+// the store may legitimately complete another CAR's DAG.
+func TestCarCorpusOverHTTP(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("..", "ingest", "car", "testdata", "*.car"))
+	n := 0
+	for _, f := range files {
+		name := filepath.Base(f)
+		if strings.HasPrefix(name, "valid-") {
+			continue
+		}
+		ts := startServer(t)
+		data, _ := os.ReadFile(f)
+		ct, b := body(part{name: name, body: data})
+		r := post(t, ts, "format=car", ct, b)
+		if r.status == 200 && r.trailer == "" {
+			t.Errorf("%s: accepted: %s", name, r.raw)
+		}
+		resp, err := http.Get(ts.url + "/health")
+		if err != nil || resp.StatusCode != 204 {
+			t.Fatalf("%s: server stopped answering: %v", name, err)
+		}
+		resp.Body.Close()
+		if resp, err := http.Get(ts.url + "/allocations"); err != nil || resp.StatusCode != 204 {
+			t.Fatalf("%s: the broken CAR was pinned: %v %v", name, err, resp)
+		}
+		n++
+	}
+	if n < 20 {
+		t.Fatalf("only %d broken CARs found", n)
+	}
+}
+
+// headerOnlyCAR is a CARv1 with the given root and no blocks.
+func headerOnlyCAR(root cid.Cid) []byte {
+	cb := root.Bytes()
+	h := []byte{0xa2, 0x65, 'r', 'o', 'o', 't', 's', 0x81, 0xd8, 0x2a, 0x58, byte(len(cb) + 1), 0x00}
+	h = append(h, cb...)
+	h = append(h, 0x67, 'v', 'e', 'r', 's', 'i', 'o', 'n', 0x01)
+	return append([]byte{byte(len(h))}, h...)
+}
+
+// TestCarCompletenessLooksIntoStore: a root left in the store by a partial
+// upload does not make its DAG complete when a block below it is missing.
+func TestCarCompletenessLooksIntoStore(t *testing.T) {
+	ts := startServer(t)
+	partial, err := os.ReadFile(filepath.Join("..", "ingest", "car", "testdata", "missing-intermediate.car"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, b := body(part{name: "partial.car", body: partial})
+	r := post(t, ts, "format=car&no-pin=true", ct, b)
+	if r.trailer != "" || len(r.outputs) != 1 {
+		t.Fatalf("partial upload with no-pin: %q %v", r.trailer, r.outputs)
+	}
+	root, _ := cid.Decode(r.outputs[0]["cid"].(string))
+	if ok, _ := ts.store.Has(t.Context(), root); !ok {
+		t.Fatal("root of the partial upload not stored")
+	}
+	ct, b = body(part{name: "pin-it.car", body: headerOnlyCAR(root)})
+	r = post(t, ts, "format=car", ct, b)
+	if !strings.Contains(r.trailer, "neither in the CAR nor in the store") {
+		t.Fatalf("incomplete DAG accepted: %d %q %s", r.status, r.trailer, r.raw)
+	}
+	if code, _ := getJSON(t, ts.url+"/allocations/"+root.String()); code != 404 {
+		t.Fatalf("incomplete DAG pinned: %d", code)
+	}
+}

@@ -66,7 +66,7 @@ func Import(ctx context.Context, r io.Reader, pool *ingest.HashPool, sink ingest
 		return nil, err
 	}
 	if im.graph != nil {
-		if err := im.graph.check(ctx, roots, o.has); err != nil {
+		if err := im.graph.check(ctx, roots, o); err != nil {
 			return nil, err
 		}
 	}

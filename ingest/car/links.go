@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	ipld "github.com/ipfs/go-ipld-format"
 
 	ft "github.com/ipfs/boxo/ipld/unixfs"
 	cid "github.com/ipfs/go-cid"
@@ -108,7 +109,7 @@ type edge struct{ c, from cid.Cid }
 // check walks the DAG from the roots, depth first in link order, and returns
 // an error for the first reachable block that is neither in the CAR nor in
 // the store, or whose links cannot be decoded.
-func (g *graph) check(ctx context.Context, roots []cid.Cid, has func(context.Context, cid.Cid) (bool, error)) error {
+func (g *graph) check(ctx context.Context, roots []cid.Cid, o *options) error {
 	stack := make([]edge, 0, len(roots))
 	for i := len(roots) - 1; i >= 0; i-- {
 		stack = append(stack, edge{c: roots[i]})
@@ -121,7 +122,7 @@ func (g *graph) check(ctx context.Context, roots []cid.Cid, has func(context.Con
 		}
 		e := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		links, err := g.visit(ctx, e, has)
+		links, err := g.visit(ctx, e, o)
 		if err != nil {
 			return err
 		}
@@ -134,7 +135,7 @@ func (g *graph) check(ctx context.Context, roots []cid.Cid, has func(context.Con
 
 // visit returns the links of e.c that still have to be walked: none if it
 // was walked before, is raw, or is only in the store.
-func (g *graph) visit(ctx context.Context, e edge, has func(context.Context, cid.Cid) (bool, error)) ([]cid.Cid, error) {
+func (g *graph) visit(ctx context.Context, e edge, o *options) ([]cid.Cid, error) {
 	c := e.c
 	p := c.Prefix()
 	if p.MhType == mh.IDENTITY {
@@ -154,7 +155,22 @@ func (g *graph) visit(ctx context.Context, e edge, has func(context.Context, cid
 		if g.seenBefore(c) {
 			return nil, nil
 		}
-		if has != nil {
+		if o.get != nil {
+			data, err := o.get(ctx, c)
+			switch {
+			case err == nil:
+				if p.Codec == cid.Raw {
+					return nil, nil
+				}
+				links, _, err := decodeLinks(c, data, false)
+				if err != nil {
+					return nil, linkError(e, err)
+				}
+				return links, nil
+			case !ipld.IsNotFound(err):
+				return nil, fmt.Errorf("cannot check completeness: cannot read block %s from the store: %w", c, err)
+			}
+		} else if has := o.has; has != nil {
 			ok, err := has(ctx, c)
 			if err != nil {
 				return nil, fmt.Errorf("cannot check completeness: cannot check whether block %s is in the store: %w", c, err)

@@ -43,6 +43,7 @@ type options struct {
 	maxBlockSize  int
 	maxHeaderSize int
 	has           func(ctx context.Context, c cid.Cid) (bool, error)
+	get           func(ctx context.Context, c cid.Cid) ([]byte, error)
 	checkComplete bool
 	minRoots      int
 	maxRoots      int // < 0: no upper bound
@@ -78,6 +79,17 @@ func MaxHeaderSize(n int) Option { return func(o *options) { o.maxHeaderSize = n
 // store.
 func Has(f func(ctx context.Context, c cid.Cid) (bool, error)) Option {
 	return func(o *options) { o.has = f }
+}
+
+// Get reads a block from the store. When set, the completeness check uses it
+// instead of Has for each reachable CID that the CAR does not contain, and
+// follows the links of the stored block too: a DAG then counts as complete
+// only if every block below the roots is in the CAR or in the store, which
+// a store holding blocks of earlier failed or partial uploads needs. A
+// block Get does not find (an error for which ipld.IsNotFound is true) is
+// missing; other errors end the check. Default: unset.
+func Get(f func(ctx context.Context, c cid.Cid) ([]byte, error)) Option {
+	return func(o *options) { o.get = f }
 }
 
 // CheckComplete turns the completeness check on or off. On (the default),
