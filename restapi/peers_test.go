@@ -162,11 +162,7 @@ func TestPeerKilledMidAdd(t *testing.T) {
 		if !strings.Contains(r.trailer, "kubo2") {
 			t.Fatalf("min %d: trailer %q does not name the dead peer", c.min, r.trailer)
 		}
-		resp, _ := http.Get(cl.url + "/allocations")
-		resp.Body.Close()
-		if resp.StatusCode != 204 {
-			t.Fatalf("failed add recorded a pin: %d", resp.StatusCode)
-		}
+		expectNoPins(t, cl.testServer, "add below replication-min")
 	}
 }
 

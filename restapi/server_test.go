@@ -155,6 +155,20 @@ func kuboHash(t *testing.T, files map[string][]byte, flags []string, paths ...st
 	return out
 }
 
+// expectNoPins fails the test unless the pinset is empty (GET /allocations
+// answers 204): what every failed add must leave behind.
+func expectNoPins(t *testing.T, ts *testServer, why string) {
+	t.Helper()
+	resp, err := http.Get(ts.url + "/allocations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 204 {
+		t.Fatalf("%s: pinset not empty: GET /allocations = %d", why, resp.StatusCode)
+	}
+}
+
 func getJSON(t *testing.T, u string) (int, map[string]any) {
 	t.Helper()
 	resp, err := http.Get(u)
@@ -295,14 +309,7 @@ func TestAddBadInputKeepsServing(t *testing.T) {
 			resp.Body.Close()
 		})
 	}
-	resp, err := http.Get(ts.url + "/allocations")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 204 {
-		t.Fatalf("a failed add left pins behind: GET /allocations = %d", resp.StatusCode)
-	}
+	expectNoPins(t, ts, "after failed adds")
 }
 
 // TestTruncatedAfterFirstFile cuts the body after a whole file was added:
@@ -332,14 +339,7 @@ func TestTruncatedAfterFirstFile(t *testing.T) {
 	if te := resp.Trailer.Get("X-Stream-Error"); te == "" {
 		t.Fatalf("no trailer error for a truncated body; body %q", raw)
 	}
-	resp2, err := http.Get(ts.url + "/allocations")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp2.Body.Close()
-	if resp2.StatusCode != 204 {
-		t.Fatalf("truncated add was pinned: %d", resp2.StatusCode)
-	}
+	expectNoPins(t, ts, "truncated add")
 }
 
 func TestOnlyHashNoPinAndBuffered(t *testing.T) {
@@ -492,14 +492,7 @@ func TestStalledUploadFails(t *testing.T) {
 	if te := resp.Trailer.Get("X-Stream-Error"); !strings.Contains(te, "timeout") {
 		t.Fatalf("stalled upload: status %d trailer %q", resp.StatusCode, te)
 	}
-	resp2, err := http.Get(ts.url + "/allocations")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp2.Body.Close()
-	if resp2.StatusCode != 204 {
-		t.Fatalf("stalled add pinned: %d", resp2.StatusCode)
-	}
+	expectNoPins(t, ts, "stalled add")
 }
 
 func TestAllocationsStream(t *testing.T) {
