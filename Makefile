@@ -1,7 +1,8 @@
 # The one command that runs every test: `make test`. CI runs exactly it
-# (.ci/run). It builds kubo v0.42.0 first (tests use real kubo as the CID
-# oracle and as the IPFS peers), then vet, the whole suite, the race
-# detector, and a short run of every fuzz target.
+# (.ci/run). It builds kubo v0.42.0 (tests use real kubo as the CID oracle
+# and as the IPFS peers) and ipfs-cluster-ctl 1.1.6 (the client ingestd must
+# serve unchanged) first, then vet, the whole suite, the race detector, and
+# a short run of every fuzz target.
 
 GO ?= go
 FUZZTIME ?= 15s
@@ -21,12 +22,12 @@ vet:
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
 
 unit:
-	INGESTD_IPFS_BIN=$$(bash .ci/kubo.sh) INGESTD_REQUIRE_KUBO=1 $(GO) test -count=1 -shuffle=on ./...
+	INGESTD_IPFS_BIN=$$(bash .ci/kubo.sh) INGESTD_CTL_BIN=$$(bash .ci/ctl.sh) INGESTD_REQUIRE_KUBO=1 $(GO) test -count=1 -shuffle=on ./...
 
 # The race detector slows hashing about tenfold, so it runs the short suite
 # (the large-file conformance cases run above, without it).
 race:
-	INGESTD_IPFS_BIN=$$(bash .ci/kubo.sh) INGESTD_REQUIRE_KUBO=1 $(GO) test -count=1 -race -short ./...
+	INGESTD_IPFS_BIN=$$(bash .ci/kubo.sh) INGESTD_CTL_BIN=$$(bash .ci/ctl.sh) INGESTD_REQUIRE_KUBO=1 $(GO) test -count=1 -race -short ./...
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzReader$$' -fuzztime=$(FUZZTIME) ./ingest/multipart
