@@ -1,0 +1,45 @@
+// Package unixfs builds UnixFS DAGs from uploads exactly as kubo's
+// `ipfs add` does for the same options, so that every CID ingestd reports
+// equals kubo's (conformance_test.go checks this against a real kubo over
+// 90 cases). Spec: ../../shared/spec/cluster-rest-api.md §4.3–4.4.
+//
+// Import reads entries (files, directories, symlinks) from an EntryReader,
+// such as the multipart body of /add (package ingest/multipart), writes
+// every block to an ingest.Sink, children before parents, and reports the
+// outputs in IPFS Cluster's order.
+//
+// # Files
+//
+// A file is chunked on a reader goroutine; its leaves are encoded and
+// hashed on the shared ingest.HashPool, so one large file uses every core;
+// and the layout code, a port of boxo's importer/balanced and
+// importer/trickle in which "read the next chunk and hash it" became "take
+// the next leaf the pool already hashed", consumes them in order and builds
+// the parents. The shape of the DAG, and so every CID, is boxo's
+// (boxo_test.go compares both on every layout boundary).
+//
+// Memory per file is bounded by a window of 2×workers+2 leaves in flight,
+// not by the file's size. Buffer ownership: a chunk belongs to its leaf
+// until the leaf's block is handed to the sink; the sink then owns it,
+// unless it is an ingest.CopyingSink, in which case the buffer goes back to
+// the pool once Put returns.
+//
+// # Directories
+//
+// Directories are built with boxo's uio.Directory once all their entries
+// are known, with every option set per directory (max links, HAMT fanout,
+// size estimation, sharding threshold, CID builder): nothing here touches
+// boxo's package globals, so concurrent imports with different options do
+// not disturb each other. Only names and child CIDs are kept, about a
+// hundred bytes per entry; at most DefaultMaxEntries entries per upload.
+//
+// # Options
+//
+// Options mirror kubo's add options and rules (Options.Resolve): CIDv1
+// implies raw leaves unless raw-leaves is given, a hash other than sha2-256
+// implies CIDv1, mode and mtime turn raw leaves off; ApplyProfile sets an
+// IPIP-499 profile. Choices where kubo and IPFS Cluster differ: without
+// wrapping, every top-level entry is its own DAG and root (both kubo and
+// IPFS Cluster add each entry separately); a later entry may not go back
+// into a top-level directory that is already finished (ErrBadEntry).
+package unixfs
