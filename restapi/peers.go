@@ -18,7 +18,10 @@ type target struct {
 	// whose pin is requested (the same, unless local=true).
 	holders, pinners []*blockfanout.Peer
 	session          *blockfanout.Session
-	minOK            int
+	// minOK holders must acknowledge every block, and pinMin pinners must
+	// pin: replication-min (all allocated peers for -1); with local=true
+	// the one holder must.
+	minOK, pinMin int
 }
 
 // allocations lists the IDs reported in AddedOutput.allocations and
@@ -56,6 +59,7 @@ func (s *Server) openTarget(ctx context.Context, p *AddParams) (*target, error) 
 	if rmin == -1 {
 		t.minOK = len(peers)
 	}
+	t.pinMin = t.minOK
 	if p.Local {
 		local := s.cfg.Fanout.Peers()[0].Peer
 		t.holders, t.minOK = []*blockfanout.Peer{local}, 1
@@ -99,7 +103,7 @@ func (s *Server) pinOnPeers(ctx context.Context, t *target, p *AddParams, roots 
 	}
 	for _, root := range roots {
 		res, err := s.cfg.Fanout.Pin(ctx, t.pinners, root, p.Pin.Name)
-		if err != nil && len(res.OK) < t.minOK {
+		if err != nil && len(res.OK) < t.pinMin {
 			return err
 		}
 		t.pinners = res.OK
