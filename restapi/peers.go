@@ -22,6 +22,7 @@ type target struct {
 	// pin: replication-min (all allocated peers for -1); with local=true
 	// the one holder must.
 	minOK, pinMin int
+	local         bool // local=true: holders is the first peer only
 }
 
 // allocations lists the IDs reported in AddedOutput.allocations and
@@ -62,7 +63,7 @@ func (s *Server) openTarget(ctx context.Context, p *AddParams) (*target, error) 
 	t.pinMin = t.minOK
 	if p.Local {
 		local := s.cfg.Fanout.Peers()[0].Peer
-		t.holders, t.minOK = []*blockfanout.Peer{local}, 1
+		t.holders, t.minOK, t.local = []*blockfanout.Peer{local}, 1, true
 	}
 	t.session = s.cfg.Fanout.NewSession(ctx, t.holders, t.minOK)
 	t.sink = t.session
@@ -82,7 +83,7 @@ func (t *target) finish(ctx context.Context, addErr error) error {
 	if err != nil {
 		return err
 	}
-	if len(t.pinners) == len(t.holders) {
+	if !t.local {
 		t.pinners = res.OK
 	}
 	t.holders = res.OK
