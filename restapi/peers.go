@@ -3,6 +3,7 @@ package restapi
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	cid "github.com/ipfs/go-cid"
 
@@ -64,6 +65,12 @@ func (s *Server) openTarget(ctx context.Context, p *AddParams) (*target, error) 
 	if p.Local {
 		local := s.cfg.Fanout.Peers()[0].Peer
 		t.holders, t.minOK, t.local = []*blockfanout.Peer{local}, 1, true
+		// As IPFS Cluster (spec §4.6): without user allocations, the local
+		// peer takes the last allocation if it was not allocated, so that
+		// the copy it already holds is one of the pins.
+		if len(p.Pin.UserAllocations) == 0 && !slices.Contains(peers, local) {
+			t.pinners = append(slices.Clone(peers[:len(peers)-1]), local)
+		}
 	}
 	t.session = s.cfg.Fanout.NewSession(ctx, t.holders, t.minOK)
 	t.sink = t.session
