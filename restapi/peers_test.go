@@ -106,6 +106,21 @@ func TestAddLocal(t *testing.T) {
 			t.Fatalf("daemon %d received %d blocks over bitswap", i, st.BlocksReceived)
 		}
 	}
+	// One allocation: whichever peer the allocator picks, the local peer,
+	// which already holds the blocks, takes it (IPFS Cluster's rule).
+	ct, b = body(part{name: "g", body: randBytes(300<<10, 42)})
+	r = post(t, c.testServer, "local=true&replication-min=1&replication-max=1", ct, b)
+	if r.status != 200 || r.trailer != "" {
+		t.Fatalf("status %d trailer %q %s", r.status, r.trailer, r.raw)
+	}
+	root = r.outputs[len(r.outputs)-1]["cid"].(string)
+	code, pin := getJSON(t, c.url+"/allocations/"+root)
+	if a, _ := pin["allocations"].([]any); code != 200 || len(a) != 1 || a[0] != c.daemons[0].PeerID {
+		t.Fatalf("pin of a one-allocation local add: %d %v", code, pin)
+	}
+	if _, pinned := has(t, c.daemons[0], root); !pinned {
+		t.Fatal("local peer did not pin")
+	}
 }
 
 // TestPeerKilledMidAdd kills a daemon while the upload streams: with
