@@ -89,7 +89,8 @@ func (s *Server) handleAdd(ctx *fasthttp.RequestCtx) error {
 	}
 	actx, cancel := context.WithCancel(s.baseCtx)
 	release := func() { cancel(); <-s.addSem }
-	mr := multipart.NewReader(s.requestBody(actx, ctx), boundary)
+	body := s.requestBody(actx, ctx)
+	mr := multipart.NewReader(body, boundary)
 	first, err := mr.Next()
 	if err == io.EOF {
 		release()
@@ -120,15 +121,31 @@ func (s *Server) handleAdd(ctx *fasthttp.RequestCtx) error {
 	ctx.Response.Header.SetConnectionClose()
 	s.startStream(ctx, actx, cancel, false, func(actx context.Context, send func([]byte) error) error {
 		defer release()
-		return s.runAdd(actx, p, t, entries, func(o unixfs.Output) error {
+		err := s.runAdd(actx, p, t, entries, func(o unixfs.Output) error {
 			b, err := s.encodeOutput(o, p, t)
 			if err != nil {
 				return err
 			}
 			return send(b)
 		})
+		if err != nil {
+			drainBody(body)
+		}
+		return err
 	})
 	return nil
+}
+
+// maxDrain is how much of an upload is still read after the add failed.
+const maxDrain = 32 << 20
+
+// drainBody reads what is left of a failed upload, up to maxDrain: the
+// response ends with Connection: close, and closing a socket with unread
+// data resets it, so a client still sending (most do not read before they
+// have sent everything) would get a write error instead of the error in
+// the trailer. A longer rest is cut off; so is a stalled one.
+func drainBody(body io.Reader) {
+	_, _ = io.CopyN(io.Discard, body, maxDrain)
 }
 
 func (s *Server) addBuffered(actx context.Context, ctx *fasthttp.RequestCtx, p *AddParams, t *target, entries unixfs.EntryReader) error {
