@@ -211,6 +211,11 @@ func (s *Store) Put(ctx context.Context, c cid.Cid, data []byte) error {
 	return nil
 }
 
+// CopiesData marks Store as an ingest.CopyingSink: Put copies data into
+// pebble's batch and keeps no reference to it, so importers may reuse their
+// buffers once Put returns.
+func (s *Store) CopiesData() {}
+
 // Has reports whether the block is stored. It is true for every
 // identity-hash CID.
 func (s *Store) Has(ctx context.Context, c cid.Cid) (bool, error) {

@@ -24,6 +24,8 @@ import (
 	"github.com/ipfs/go-datastore/query"
 	ipld "github.com/ipfs/go-ipld-format"
 	mh "github.com/multiformats/go-multihash"
+
+	"github.com/ingestd/ingestd/ingest"
 )
 
 // testBlock returns deterministic pseudo-random data for seed and its CIDv1
@@ -543,4 +545,20 @@ func TestMachineCrash(t *testing.T) {
 	f("sync, then unsynced puts", Options{}, 10)
 	f("sync last", Options{}, 0)
 	f("control: NoSync", Options{NoSync: true}, 0)
+}
+
+// TestPutDoesNotRetainData: Put must copy (Store is an ingest.CopyingSink,
+// so importers overwrite the slice right after Put returns).
+func TestPutDoesNotRetainData(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	var _ ingest.CopyingSink = s
+	c, data := testBlock(t, 99, 256<<10)
+	buf := append([]byte(nil), data...)
+	if err := s.Put(t.Context(), c, buf); err != nil {
+		t.Fatal(err)
+	}
+	for i := range buf {
+		buf[i] = 0xff
+	}
+	checkBlock(t, s, c, data)
 }
