@@ -8,6 +8,7 @@ import (
 
 	"github.com/ipfs/boxo/verifcid"
 	cid "github.com/ipfs/go-cid"
+	bufpool "github.com/libp2p/go-buffer-pool"
 	mh "github.com/multiformats/go-multihash"
 
 	"github.com/ingestd/ingestd/ingest"
@@ -45,6 +46,7 @@ func Import(ctx context.Context, r io.Reader, pool *ingest.HashPool, sink ingest
 		return nil, fmt.Errorf("cannot import CAR: AllowRoots(%d, %d) allows no number of roots", o.minRoots, o.maxRoots)
 	}
 	im := &importer{ctx: ctx, o: o, pool: pool, sink: sink, in: newInput(r)}
+	_, im.recycle = sink.(ingest.CopyingSink)
 	// The reader goroutine is done with the input when stream returns.
 	defer im.in.release()
 
@@ -105,6 +107,10 @@ type importer struct {
 
 	pending chan *block // blocks in file order; its capacity bounds memory
 	readErr error       // set before pending is closed
+
+	// recycle: the sink copies blocks, so block buffers go back to the
+	// buffer pool after Put; otherwise the sink owns them.
+	recycle bool
 }
 
 // block is one section on its way from the reader to the sink.
@@ -174,13 +180,17 @@ func (im *importer) consume(res *Result) error {
 		if im.graph != nil {
 			im.graph.add(b.cid, b.links, b.linksErr)
 		}
+		data := b.data
+		b.data = nil // the sink owns it now, or the pool once a copying sink returns
 		if b.cid.Prefix().MhType == mh.IDENTITY {
+			bufpool.Put(data)
 			continue // identity CIDs carry their data; kubo stores nothing for them
 		}
-		data := b.data
-		b.data = nil // the sink owns it now
 		if err := im.sink.Put(im.ctx, b.cid, data); err != nil {
 			return fmt.Errorf("cannot store block %s: %w", b.cid, err)
+		}
+		if im.recycle {
+			bufpool.Put(data)
 		}
 	}
 }

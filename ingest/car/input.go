@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 
+	bufpool "github.com/libp2p/go-buffer-pool"
 	"github.com/multiformats/go-varint"
 )
 
@@ -84,7 +85,9 @@ func (in *input) readData(n int) ([]byte, error) {
 			return nil, err
 		}
 	}
-	data := make([]byte, n)
+	// From the buffer pool: the importer gives it back once a copying sink
+	// has stored the block (see importer.consume).
+	data := bufpool.Get(n)
 	return data, in.readFull(data)
 }
 
