@@ -1,0 +1,302 @@
+package localstore
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// maxSegmentSize is where the block log starts a new segment file.
+const maxSegmentSize = 1 << 30
+
+// writebackBytes: with fsync on, every this many bytes appended start the
+// write-back of the segment (sync_file_range, as pebble's WALBytesPerSync),
+// so that the disk works while the upload arrives and the fsync at the end
+// of an add finds little left to write.
+const writebackBytes = 8 << 20
+
+// Keys of the log's own state in the pebble database, outside /blocks and
+// /meta.
+var (
+	keyNextSegment = []byte("/blocklog/next")      // uint32: first unused segment id
+	keyWatermark   = []byte("/blocklog/watermark") // segment id, size: the durable extent
+)
+
+// loc is where a block's data is: segment, offset, length. It is the value
+// of the block's index entry in pebble (16 bytes).
+type loc struct {
+	seg uint32
+	off uint64
+	n   uint32
+}
+
+func (l loc) bytes() []byte {
+	b := make([]byte, 16)
+	binary.BigEndian.PutUint32(b, l.seg)
+	binary.BigEndian.PutUint64(b[4:], l.off)
+	binary.BigEndian.PutUint32(b[12:], l.n)
+	return b
+}
+
+func parseLoc(b []byte) (loc, bool) {
+	if len(b) != 16 {
+		return loc{}, false
+	}
+	return loc{binary.BigEndian.Uint32(b), binary.BigEndian.Uint64(b[4:]), binary.BigEndian.Uint32(b[12:])}, true
+}
+
+// blockLog holds block data in append-only segment files, <dir>/<id>.log:
+// a block is written once, with one write(2) into the page cache, instead of
+// pebble's WAL write, memtable copy and blob-file flush.
+//
+// Durability: sync fsyncs every segment written since the last sync, then
+// records the watermark (current segment, size) in pebble; the caller then
+// fsyncs pebble's WAL. open forgets everything past the watermark: later
+// segment files are removed and the watermark's segment is frozen at its
+// size, so an index entry that points past it (written, never synced) reads
+// as absent. Segment ids are never reused (keyNextSegment is fsynced before
+// a segment is created), so such an entry can never come to point at other
+// data.
+//
+// Locking (LOCKS.md): writing is held for reading by every append while it
+// reserves and writes its range, and for writing by sync only while it
+// takes its snapshot, so the watermark never covers a range still being
+// written. mu guards the fields below it and is held only to reserve a
+// range, look up a file or take the snapshot; writes, reads and fsyncs
+// happen outside it, except that starting a segment (once per
+// maxSegmentSize bytes) records its id and creates its file under mu.
+// Order: writing, then mu.
+type blockLog struct {
+	fs        vfs.FS
+	dir       string
+	db        *pebble.DB
+	writeback bool // start write-back as data is appended (fsync on)
+
+	writing sync.RWMutex
+	mu      sync.Mutex
+	cur     vfs.File
+	curID   uint32
+	curSize uint64
+	nextID  uint32
+	dirty   []vfs.File        // segments written since the last sync, cur included
+	sizes   map[uint32]uint64 // valid extent of every readable segment
+	files   map[uint32]vfs.File
+}
+
+func segmentName(dir string, id uint32) string {
+	return fmt.Sprintf("%s/%08d.log", dir, id)
+}
+
+// openBlockLog recovers the log in dir (see blockLog) and starts a new
+// segment.
+func openBlockLog(fs vfs.FS, dir string, db *pebble.DB, writeback bool) (*blockLog, error) {
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("cannot create block log %s: %w", dir, err)
+	}
+	// The directory's own entry must be durable before any segment in it.
+	if err := syncDir(fs, fs.PathDir(dir)); err != nil {
+		return nil, err
+	}
+	l := &blockLog{fs: fs, dir: dir, db: db, writeback: writeback, sizes: map[uint32]uint64{}, files: map[uint32]vfs.File{}, nextID: 1}
+	if v, closer, err := db.Get(keyNextSegment); err == nil {
+		l.nextID = binary.BigEndian.Uint32(v)
+		closer.Close()
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return nil, fmt.Errorf("cannot read block log state: %w", err)
+	}
+	var wmSeg uint32
+	var wmSize uint64
+	if v, closer, err := db.Get(keyWatermark); err == nil {
+		wmSeg, wmSize = binary.BigEndian.Uint32(v), binary.BigEndian.Uint64(v[4:])
+		closer.Close()
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return nil, fmt.Errorf("cannot read block log state: %w", err)
+	}
+	names, err := fs.List(dir)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list block log %s: %w", dir, err)
+	}
+	for _, name := range names {
+		idStr, ok := strings.CutSuffix(name, ".log")
+		id, err := strconv.ParseUint(idStr, 10, 32)
+		if !ok || err != nil {
+			continue
+		}
+		path := segmentName(dir, uint32(id))
+		switch {
+		case uint32(id) > wmSeg || wmSeg == 0:
+			// Written after the last sync: nothing in it was acknowledged.
+			if err := fs.Remove(path); err != nil {
+				return nil, fmt.Errorf("cannot remove unsynced segment %s: %w", path, err)
+			}
+		case uint32(id) == wmSeg:
+			l.sizes[uint32(id)] = wmSize
+		default:
+			st, err := fs.Stat(path)
+			if err != nil {
+				return nil, fmt.Errorf("cannot stat segment %s: %w", path, err)
+			}
+			l.sizes[uint32(id)] = uint64(st.Size())
+		}
+	}
+	if err := l.newSegment(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// newSegment starts segment nextID. Called with mu held, or before l is
+// shared: switching segments is rare (every maxSegmentSize bytes), and its
+// fsyncs keep ids from being reused.
+func (l *blockLog) newSegment() error {
+	id := l.nextID
+	var next [4]byte
+	binary.BigEndian.PutUint32(next[:], id+1)
+	if err := l.db.Set(keyNextSegment, next[:], pebble.Sync); err != nil {
+		return fmt.Errorf("cannot record block log state: %w", err)
+	}
+	f, err := l.fs.OpenReadWrite(segmentName(l.dir, id), vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return fmt.Errorf("cannot create segment %d: %w", id, err)
+	}
+	if err := syncDir(l.fs, l.dir); err != nil {
+		f.Close()
+		return err
+	}
+	l.nextID, l.cur, l.curID, l.curSize = id+1, f, id, 0
+	l.sizes[id] = 0
+	l.files[id] = f
+	l.dirty = append(l.dirty, f)
+	return nil
+}
+
+// append writes data at the end of the log and returns where it is.
+func (l *blockLog) append(data []byte) (loc, error) {
+	l.writing.RLock()
+	defer l.writing.RUnlock()
+	l.mu.Lock()
+	if l.curSize > 0 && l.curSize+uint64(len(data)) > maxSegmentSize {
+		if err := l.newSegment(); err != nil {
+			l.mu.Unlock()
+			return loc{}, err
+		}
+	}
+	at := loc{seg: l.curID, off: l.curSize, n: uint32(len(data))}
+	f := l.cur
+	l.curSize += uint64(len(data))
+	l.sizes[at.seg] = l.curSize
+	l.mu.Unlock()
+	if _, err := f.WriteAt(data, int64(at.off)); err != nil {
+		return loc{}, fmt.Errorf("cannot write segment %d: %w", at.seg, err)
+	}
+	end := at.off + uint64(at.n)
+	if l.writeback && at.off/writebackBytes != end/writebackBytes {
+		if _, err := f.SyncTo(int64(end)); err != nil {
+			return loc{}, fmt.Errorf("cannot write back segment %d: %w", at.seg, err)
+		}
+	}
+	return at, nil
+}
+
+// valid reports whether at lies inside what the log holds: recovery froze
+// segments at their synced extent. (Index entries are written after their
+// data, so an entry never points at a range still being written.)
+func (l *blockLog) valid(at loc) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	size, ok := l.sizes[at.seg]
+	return ok && at.off+uint64(at.n) <= size
+}
+
+// read returns a copy of the block at at.
+func (l *blockLog) read(at loc) ([]byte, error) {
+	f, err := l.file(at.seg)
+	if err != nil {
+		return nil, err
+	}
+	data := make([]byte, at.n)
+	if _, err := f.ReadAt(data, int64(at.off)); err != nil {
+		return nil, fmt.Errorf("cannot read segment %d at %d: %w", at.seg, at.off, err)
+	}
+	return data, nil
+}
+
+func (l *blockLog) file(id uint32) (vfs.File, error) {
+	l.mu.Lock()
+	f := l.files[id]
+	l.mu.Unlock()
+	if f != nil {
+		return f, nil
+	}
+	f, err := l.fs.Open(segmentName(l.dir, id))
+	if err != nil {
+		return nil, fmt.Errorf("cannot open segment %d: %w", id, err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if g := l.files[id]; g != nil {
+		f.Close()
+		return g, nil
+	}
+	l.files[id] = f
+	return f, nil
+}
+
+// sync makes every append that returned before it durable (fsync unless
+// noFsync) and records the watermark with the given pebble write options;
+// the caller syncs pebble's WAL afterwards when it wants durability.
+func (l *blockLog) sync(noFsync bool) error {
+	l.writing.Lock()
+	l.mu.Lock()
+	dirty := l.dirty
+	l.dirty = []vfs.File{l.cur}
+	seg, size := l.curID, l.curSize
+	l.mu.Unlock()
+	l.writing.Unlock()
+	if !noFsync {
+		for _, f := range dirty {
+			if err := f.Sync(); err != nil {
+				return fmt.Errorf("cannot sync block log: %w", err)
+			}
+		}
+	}
+	wm := make([]byte, 12)
+	binary.BigEndian.PutUint32(wm, seg)
+	binary.BigEndian.PutUint64(wm[4:], size)
+	if err := l.db.Set(keyWatermark, wm, pebble.NoSync); err != nil {
+		return fmt.Errorf("cannot record block log watermark: %w", err)
+	}
+	return nil
+}
+
+func (l *blockLog) close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var first error
+	for id, f := range l.files {
+		if err := f.Close(); err != nil && first == nil {
+			first = err
+		}
+		delete(l.files, id)
+	}
+	return first
+}
+
+// syncDir fsyncs a directory, making the entries created in it durable.
+func syncDir(fs vfs.FS, dir string) error {
+	d, err := fs.OpenDir(dir)
+	if err != nil {
+		return fmt.Errorf("cannot open directory %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("cannot sync directory %s: %w", dir, err)
+	}
+	return nil
+}
