@@ -17,5 +17,15 @@
 //   - Several top-level entries without wrap-with-directory: every entry
 //     is reported and every entry's root is pinned (IPFS Cluster pins one).
 //   - Blocks are fsynced before a pin is recorded; a pin exists only for a
-//     DAG whose every block is durable.
+//     DAG whose every block is durable (or, with peers, acknowledged by
+//     replication-min of them and pinned there).
+//   - With peers, allocation happens before the 200: too few live peers is
+//     a 503 error object naming each peer's error, not a trailer error.
+//   - A failed streamed add reads up to 32 MiB more of the upload before
+//     the connection closes, so that a client still sending gets the
+//     trailer instead of a broken pipe.
+//   - An upload whose body stalls for BodyStallTimeout (60 s) fails; there
+//     is no limit on how long a steadily arriving upload takes.
+//   - format=car: one file part only, CARv1 and CARv2, multi-root CARs with
+//     no-pin=true or pin-roots=all; see restapi/car.go and ingest/car.
 package restapi
