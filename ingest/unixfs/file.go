@@ -158,7 +158,9 @@ func (b *fileBuilder) protoLeaf(data []byte, mtime time.Time, mode os.FileMode) 
 }
 
 // isDone reports whether the file has no more leaves; like boxo's
-// DagBuilderHelper.Done it looks one leaf ahead.
+// DagBuilderHelper.Done it looks one leaf ahead. It is false after a read
+// error, so the layout asks for the next leaf and nextLeaf returns the
+// error: true therefore means the file was read to its end.
 func (b *fileBuilder) isDone() bool {
 	if b.next != nil {
 		return false
@@ -284,9 +286,6 @@ func (b *fileBuilder) layout() (*node, error) {
 // balanced is boxo's importer/balanced.Layout.
 func (b *fileBuilder) balanced() (*node, error) {
 	if b.isDone() {
-		if b.readErr != nil {
-			return nil, fmt.Errorf("cannot read file: %w", b.readErr)
-		}
 		return b.leafRoot(&node{fileSize: 0})
 	}
 	root, err := b.nextLeaf()
@@ -294,9 +293,6 @@ func (b *fileBuilder) balanced() (*node, error) {
 		return nil, err
 	}
 	if b.isDone() {
-		if b.readErr != nil {
-			return nil, fmt.Errorf("cannot read file: %w", b.readErr)
-		}
 		return b.leafRoot(root)
 	}
 	for depth := 1; !b.isDone(); depth++ {
@@ -307,9 +303,6 @@ func (b *fileBuilder) balanced() (*node, error) {
 		if root, err = b.fillBalanced(p, depth); err != nil {
 			return nil, err
 		}
-	}
-	if b.readErr != nil {
-		return nil, fmt.Errorf("cannot read file: %w", b.readErr)
 	}
 	if b.hasAttrs() {
 		return b.reattr(root)
@@ -393,9 +386,6 @@ func (b *fileBuilder) trickle() (*node, error) {
 	root, err := b.fillTrickle(b.newParent(), -1, true)
 	if err != nil {
 		return nil, err
-	}
-	if b.readErr != nil {
-		return nil, fmt.Errorf("cannot read file: %w", b.readErr)
 	}
 	return root, nil
 }
