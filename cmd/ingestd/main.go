@@ -34,6 +34,12 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 		return err
 	}
 	logger := log.New(stderr, "ingestd: ", log.LstdFlags)
+	// Catch signals before anything is served: a SIGTERM that arrives
+	// while the first requests run must stop the server gracefully, not
+	// kill it with the default disposition.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return fmt.Errorf("cannot create data directory: %w", err)
 	}
@@ -83,9 +89,6 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	logger.Printf("peer %s serving the IPFS Cluster REST API on http://%s (data in %s)", peerID, ln.Addr(), cfg.Data)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sig)
 	select {
 	case err := <-serveErr:
 		return fmt.Errorf("cannot serve: %w", err)
