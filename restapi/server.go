@@ -93,6 +93,12 @@ func New(cfg Config) (*Server, error) {
 		Handler:           s.handle,
 		Name:              "ingestd",
 		StreamRequestBody: true,
+		// Without this fasthttp reads a multipart body that has a
+		// Content-Length (curl -F, browsers, the JS clients) into a parsed
+		// form, spilling files to temporary files, before the handler runs:
+		// the upload would be read twice and the response would start only
+		// after the whole body arrived.
+		DisablePreParseMultipartForm: true,
 		// With StreamRequestBody this is only how much of a body is read
 		// before the handler runs; /add reads the rest as a stream.
 		MaxRequestBodySize:   1 << 20,
