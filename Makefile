@@ -29,10 +29,15 @@ unit:
 race:
 	INGESTD_IPFS_BIN=$$(bash .ci/kubo.sh) INGESTD_CTL_BIN=$$(bash .ci/ctl.sh) INGESTD_REQUIRE_KUBO=1 $(GO) test -count=1 -race -short ./...
 
+# Minimizing a new input may take the whole run (the default allows 60 s),
+# so it is capped: a short run is for finding, not for polishing.
+FUZZ = $(GO) test -run='^$$' -fuzztime=$(FUZZTIME) -test.fuzzminimizetime=3s
+
 fuzz:
-	$(GO) test -run='^$$' -fuzz='^FuzzReader$$' -fuzztime=$(FUZZTIME) ./ingest/multipart
-	$(GO) test -run='^$$' -fuzz='^FuzzParseAddParams$$' -fuzztime=$(FUZZTIME) ./restapi
-	$(GO) test -run='^$$' -fuzz='^FuzzImport$$' -fuzztime=$(FUZZTIME) ./ingest/car
+	$(FUZZ) -fuzz='^FuzzReader$$' ./ingest/multipart
+	$(FUZZ) -fuzz='^FuzzFramerMatchesStdlib$$' ./ingest/multipart
+	$(FUZZ) -fuzz='^FuzzParseAddParams$$' ./restapi
+	$(FUZZ) -fuzz='^FuzzImport$$' ./ingest/car
 
 # The numbers in BENCHMARKS.md; see that file for what each one compares.
 bench:

@@ -1,7 +1,6 @@
 package restapi
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -29,9 +28,6 @@ type addedOutput struct {
 	Size        uint64     `json:"size,omitempty"`
 	Allocations []string   `json:"allocations,omitempty"`
 }
-
-// bodyBufferSize is the read buffer of each /add body.
-const bodyBufferSize = 256 << 10
 
 var errTooBusy = &StatusError{Code: fasthttp.StatusServiceUnavailable, RetryAfter: 5, Err: errors.New("too many concurrent adds, retry later")}
 
@@ -278,12 +274,12 @@ func (q argsQuery) VisitAll(f func(k, v string)) {
 // bodies that outgrow Server.MaxRequestBodySize or arrive chunked; a small
 // body with a Content-Length has been read already.
 //
-// The stream is read through a 256 KiB buffer: mime/multipart reads 4 KiB
-// at a time, and fasthttp's stream would turn each into a read(2); with
-// the buffer, one read(2) takes whatever the socket has.
+// It is not buffered here: the multipart reader buffers what it must and
+// reads file content straight into chunk buffers, so that one read(2)
+// puts upload bytes where they are hashed.
 func (s *Server) requestBody(actx context.Context, ctx *fasthttp.RequestCtx) io.Reader {
 	if r := ctx.RequestBodyStream(); r != nil {
-		return bufio.NewReaderSize(&stallReader{ctx: actx, r: r, conn: ctx.Conn(), timeout: s.cfg.BodyStallTimeout}, bodyBufferSize)
+		return &stallReader{ctx: actx, r: r, conn: ctx.Conn(), timeout: s.cfg.BodyStallTimeout}
 	}
 	return bytes.NewReader(ctx.PostBody())
 }

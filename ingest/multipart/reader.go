@@ -1,12 +1,12 @@
 package multipart
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
-	"mime/multipart"
 	"net/url"
 	"os"
 	"path"
@@ -64,44 +64,16 @@ type Entry struct {
 
 // Reader iterates over the entries of a multipart body.
 type Reader struct {
-	mr       *multipart.Reader
-	part     *multipart.Part
-	tail     *tailReader
-	boundary string
+	f *framer
 }
 
-// NewReader reads body, a multipart body with the given boundary.
+// NewReader reads body, a multipart body with the given boundary. It does
+// its own buffering: body needs none.
 func NewReader(body io.Reader, boundary string) *Reader {
-	t := &tailReader{r: body, keep: len(boundary) + 8}
-	return &Reader{mr: multipart.NewReader(t, boundary), tail: t, boundary: boundary}
+	return &Reader{f: newFramer(body, boundary)}
 }
 
-// tailReader remembers the last bytes of the body. mime/multipart returns a
-// bare io.EOF both after the closing delimiter and when the body ends inside
-// a part's headers; only the former is a complete upload, and it is the one
-// whose body ends with "--boundary--" (plus CRLF). An epilogue after the
-// delimiter (which no client sends) would make a complete body look
-// truncated, never the reverse.
-type tailReader struct {
-	r    io.Reader
-	keep int
-	buf  []byte
-}
-
-func (t *tailReader) Read(p []byte) (int, error) {
-	n, err := t.r.Read(p)
-	if n > 0 {
-		t.buf = append(t.buf, p[:n]...)
-		if len(t.buf) > t.keep {
-			t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.keep:]...)
-		}
-	}
-	return n, err
-}
-
-func (t *tailReader) closed(boundary string) bool {
-	return bytes.Contains(t.buf, []byte("--"+boundary+"--"))
-}
+func bufioReader(b []byte) *bufio.Reader { return bufio.NewReaderSize(bytes.NewReader(b), 512) }
 
 // Boundary checks a request Content-Type and returns its boundary. Like
 // IPFS Cluster it accepts multipart/form-data and multipart/mixed.
@@ -118,29 +90,26 @@ func Boundary(contentType string) (string, error) {
 }
 
 // Next returns the next entry, or io.EOF after the last one. The body of the
-// previous entry is skipped if it was not read.
+// previous entry is skipped if it was not read. A body that ends before
+// the final delimiter is an error wrapping io.ErrUnexpectedEOF.
 func (r *Reader) Next() (*Entry, error) {
-	if r.part != nil {
-		_ = r.part.Close()
-		r.part = nil
-	}
-	p, err := r.mr.NextPart()
+	h, err := r.f.next()
 	if err == io.EOF {
-		if !r.tail.closed(r.boundary) {
-			return nil, fmt.Errorf("%w: cannot read part: %w", ErrMalformed, io.ErrUnexpectedEOF)
-		}
 		return nil, io.EOF
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: cannot read part: %w", ErrMalformed, unexpected(err))
+		return nil, fmt.Errorf("%w: cannot read part: %w", ErrMalformed, err)
 	}
-	r.part = p
-	e := &Entry{Path: fileName(p)}
+	disposition, dparams, _ := mime.ParseMediaType(h.Get("Content-Disposition"))
+	e := &Entry{Path: fileName(dparams)}
 	if len(e.Path) > MaxPathLength {
 		return nil, fmt.Errorf("%w: path of %d bytes (limit %d)", ErrTooLong, len(e.Path), MaxPathLength)
 	}
-	e.Mode, e.Mtime = fileInfo(p)
-	ct := p.Header.Get("Content-Type")
+	if disposition == "form-data" {
+		e.Mode, e.Mtime = fileInfo(dparams["name"])
+	}
+	body := r.f.partReader(h)
+	ct := h.Get("Content-Type")
 	if ct != "" {
 		if ct, _, err = mime.ParseMediaType(ct); err != nil {
 			return nil, fmt.Errorf("%w: part %q: bad Content-Type: %w", ErrMalformed, e.Path, err)
@@ -151,7 +120,7 @@ func (r *Reader) Next() (*Entry, error) {
 		e.Kind = Dir
 	case "application/symlink":
 		e.Kind = Symlink
-		t, err := io.ReadAll(io.LimitReader(p, MaxSymlinkTarget+1))
+		t, err := io.ReadAll(io.LimitReader(body, MaxSymlinkTarget+1))
 		if err != nil {
 			return nil, fmt.Errorf("%w: symlink %q: %w", ErrMalformed, e.Path, unexpected(err))
 		}
@@ -161,17 +130,17 @@ func (r *Reader) Next() (*Entry, error) {
 		e.Target = string(t)
 	default:
 		e.Kind = File
-		e.Body = bodyReader{p}
+		e.Body = bodyReader{body}
 	}
 	return e, nil
 }
 
 // bodyReader turns the multipart package's EOF-in-the-middle errors into
 // io.ErrUnexpectedEOF, so that a truncated upload is reported as such.
-type bodyReader struct{ p *multipart.Part }
+type bodyReader struct{ r io.Reader }
 
 func (b bodyReader) Read(buf []byte) (int, error) {
-	n, err := b.p.Read(buf)
+	n, err := b.r.Read(buf)
 	if err != nil && err != io.EOF {
 		err = fmt.Errorf("%w: cannot read part body: %w", ErrMalformed, unexpected(err))
 	}
@@ -185,11 +154,8 @@ func unexpected(err error) error {
 	return err
 }
 
-func fileName(p *multipart.Part) string {
-	_, params, err := mime.ParseMediaType(p.Header.Get("Content-Disposition"))
-	if err != nil {
-		return ""
-	}
+// fileName is the entry path from the Content-Disposition parameters.
+func fileName(params map[string]string) string {
 	name := params["filename"]
 	if u, err := url.QueryUnescape(name); err == nil {
 		name = u
@@ -198,8 +164,8 @@ func fileName(p *multipart.Part) string {
 }
 
 // fileInfo parses mode and mtime from a form name "file?mode=0644&mtime=…".
-func fileInfo(p *multipart.Part) (os.FileMode, time.Time) {
-	_, q, ok := strings.Cut(p.FormName(), "?")
+func fileInfo(formName string) (os.FileMode, time.Time) {
+	_, q, ok := strings.Cut(formName, "?")
 	if !ok {
 		return 0, time.Time{}
 	}
