@@ -24,6 +24,16 @@ type CopyingSink interface {
 	CopiesData()
 }
 
+// ConcurrentSink is a Sink whose Put may be called from several goroutines
+// at once. Importers then store leaves on the hashing workers, right after
+// hashing them, instead of one at a time on the goroutine that builds the
+// DAG: with a store whose Put costs a write(2), that goroutine was the
+// bottleneck of stored adds. Blocks still arrive children before parents.
+type ConcurrentSink interface {
+	Sink
+	ConcurrentPuts()
+}
+
 // DiscardSink drops every block. It backs only-hash adds: the CIDs are
 // computed and nothing is stored.
 type DiscardSink struct{}
@@ -33,3 +43,6 @@ func (DiscardSink) Put(context.Context, cid.Cid, []byte) error { return nil }
 
 // CopiesData implements CopyingSink.
 func (DiscardSink) CopiesData() {}
+
+// ConcurrentPuts implements ConcurrentSink.
+func (DiscardSink) ConcurrentPuts() {}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,12 +14,15 @@ import (
 )
 
 // maxSegmentSize is where the block log starts a new segment file.
-const maxSegmentSize = 1 << 30
+var maxSegmentSize uint64 = 1 << 30 // a variable for tests
 
-// writebackBytes: with fsync on, every this many bytes appended start the
-// write-back of the segment (sync_file_range, as pebble's WALBytesPerSync),
-// so that the disk works while the upload arrives and the fsync at the end
-// of an add finds little left to write.
+// writebackBytes: every this many bytes appended start the write-back of
+// the segment (sync_file_range, as pebble's WALBytesPerSync), so that the
+// disk works while the upload arrives and the fsync at the end of an add
+// finds little left to write. Without fsync (Options.NoSync) it is done
+// too: it changes nothing of durability, but keeps the page cache from
+// filling with dirty pages until the kernel throttles the writer, which
+// made --no-fsync adds slower than fsynced ones.
 const writebackBytes = 8 << 20
 
 // Keys of the log's own state in the pebble database, outside /blocks and
@@ -73,10 +77,9 @@ func parseLoc(b []byte) (loc, bool) {
 // maxSegmentSize bytes) records its id and creates its file under mu.
 // Order: writing, then mu.
 type blockLog struct {
-	fs        vfs.FS
-	dir       string
-	db        *pebble.DB
-	writeback bool // start write-back as data is appended (fsync on)
+	fs  vfs.FS
+	dir string
+	db  *pebble.DB
 
 	writing sync.RWMutex
 	mu      sync.Mutex
@@ -87,6 +90,14 @@ type blockLog struct {
 	dirty   []vfs.File        // segments written since the last sync, cur included
 	sizes   map[uint32]uint64 // valid extent of every readable segment
 	files   map[uint32]vfs.File
+
+	// direct writes segments with O_DIRECT (direct.go); nil when the file
+	// system is not the OS's or refuses it. curDirect is cur's O_DIRECT
+	// file; retired are earlier ones, closed at the next sync once their
+	// buffers are written.
+	direct    *directWriter
+	curDirect *os.File
+	retired   []*os.File
 }
 
 func segmentName(dir string, id uint32) string {
@@ -95,7 +106,9 @@ func segmentName(dir string, id uint32) string {
 
 // openBlockLog recovers the log in dir (see blockLog) and starts a new
 // segment.
-func openBlockLog(fs vfs.FS, dir string, db *pebble.DB, writeback bool) (*blockLog, error) {
+// With osFS, fs is the OS's file system and segments are written with
+// direct I/O if it accepts it.
+func openBlockLog(fs vfs.FS, dir string, db *pebble.DB, osFS bool) (*blockLog, error) {
 	if err := fs.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("cannot create block log %s: %w", dir, err)
 	}
@@ -103,7 +116,10 @@ func openBlockLog(fs vfs.FS, dir string, db *pebble.DB, writeback bool) (*blockL
 	if err := syncDir(fs, fs.PathDir(dir)); err != nil {
 		return nil, err
 	}
-	l := &blockLog{fs: fs, dir: dir, db: db, writeback: writeback, sizes: map[uint32]uint64{}, files: map[uint32]vfs.File{}, nextID: 1}
+	l := &blockLog{fs: fs, dir: dir, db: db, sizes: map[uint32]uint64{}, files: map[uint32]vfs.File{}, nextID: 1}
+	if osFS {
+		l.direct = newDirectWriter()
+	}
 	if v, closer, err := db.Get(keyNextSegment); err == nil {
 		l.nextID = binary.BigEndian.Uint32(v)
 		closer.Close()
@@ -146,6 +162,7 @@ func openBlockLog(fs vfs.FS, dir string, db *pebble.DB, writeback bool) (*blockL
 		}
 	}
 	if err := l.newSegment(); err != nil {
+		l.close()
 		return nil, err
 	}
 	return l, nil
@@ -169,6 +186,28 @@ func (l *blockLog) newSegment() error {
 		f.Close()
 		return err
 	}
+	if l.direct != nil {
+		df, ok, err := openDirect(segmentName(l.dir, id))
+		if err != nil {
+			f.Close()
+			return err
+		}
+		if ok {
+			if l.curDirect != nil {
+				l.retired = append(l.retired, l.curDirect)
+			}
+			l.direct.start(df, id)
+			l.curDirect = df
+		} else if l.curDirect == nil {
+			// Refused on the first segment: no direct I/O on this file
+			// system.
+			l.direct.stop()
+			l.direct = nil
+		} else {
+			f.Close()
+			return fmt.Errorf("cannot open segment %d for direct I/O", id)
+		}
+	}
 	l.nextID, l.cur, l.curID, l.curSize = id+1, f, id, 0
 	l.sizes[id] = 0
 	l.files[id] = f
@@ -189,6 +228,18 @@ func (l *blockLog) append(data []byte) (loc, error) {
 	}
 	at := loc{seg: l.curID, off: l.curSize, n: uint32(len(data))}
 	f := l.cur
+	if l.direct != nil {
+		// The copy into the write buffer is made under mu: it is what
+		// orders blocks in the buffer.
+		if err := l.direct.write(data); err != nil {
+			l.mu.Unlock()
+			return loc{}, err
+		}
+		l.curSize += uint64(len(data))
+		l.sizes[at.seg] = l.curSize
+		l.mu.Unlock()
+		return at, nil
+	}
 	l.curSize += uint64(len(data))
 	l.sizes[at.seg] = l.curSize
 	l.mu.Unlock()
@@ -196,7 +247,7 @@ func (l *blockLog) append(data []byte) (loc, error) {
 		return loc{}, fmt.Errorf("cannot write segment %d: %w", at.seg, err)
 	}
 	end := at.off + uint64(at.n)
-	if l.writeback && at.off/writebackBytes != end/writebackBytes {
+	if at.off/writebackBytes != end/writebackBytes {
 		if _, err := f.SyncTo(int64(end)); err != nil {
 			return loc{}, fmt.Errorf("cannot write back segment %d: %w", at.seg, err)
 		}
@@ -221,7 +272,16 @@ func (l *blockLog) read(at loc) ([]byte, error) {
 		return nil, err
 	}
 	data := make([]byte, at.n)
-	if _, err := f.ReadAt(data, int64(at.off)); err != nil {
+	fromFile := len(data)
+	if l.direct != nil {
+		l.mu.Lock()
+		fromFile = l.direct.readAt(data, at.seg, at.off)
+		l.mu.Unlock()
+	}
+	if fromFile == 0 {
+		return data, nil
+	}
+	if _, err := f.ReadAt(data[:fromFile], int64(at.off)); err != nil {
 		return nil, fmt.Errorf("cannot read segment %d at %d: %w", at.seg, at.off, err)
 	}
 	return data, nil
@@ -257,8 +317,25 @@ func (l *blockLog) sync(noFsync bool) error {
 	dirty := l.dirty
 	l.dirty = []vfs.File{l.cur}
 	seg, size := l.curID, l.curSize
+	var written <-chan struct{}
+	retired := l.retired
+	if l.direct != nil {
+		// Also without fsync: data still in a write buffer would not
+		// survive even a process crash.
+		written = l.direct.flush()
+		l.retired = nil
+	}
 	l.mu.Unlock()
 	l.writing.Unlock()
+	if written != nil {
+		<-written
+		if err := l.direct.failed(); err != nil {
+			return err
+		}
+		for _, f := range retired {
+			f.Close()
+		}
+	}
 	if !noFsync {
 		for _, f := range dirty {
 			if err := f.Sync(); err != nil {
@@ -278,6 +355,15 @@ func (l *blockLog) sync(noFsync bool) error {
 func (l *blockLog) close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.direct != nil {
+		l.direct.stop() // writes what is queued; unsynced data is forgotten at open anyway
+		for _, f := range append(l.retired, l.curDirect) {
+			if f != nil {
+				f.Close()
+			}
+		}
+		l.direct, l.retired, l.curDirect = nil, nil, nil
+	}
 	var first error
 	for id, f := range l.files {
 		if err := f.Close(); err != nil && first == nil {

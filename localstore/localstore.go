@@ -112,6 +112,9 @@ func Open(dir string, opts Options) (*Store, error) {
 }
 
 func open(dir string, opts Options, popts *pebble.Options) (*Store, error) {
+	// Direct I/O only on the OS's file system (pebble wraps popts.FS once
+	// it opens, so this is decided before).
+	osFS := popts.FS == nil || popts.FS == vfs.Default
 	// WithPebbleWriteOptions(pebble.NoSync) is go-ds-pebble's default already;
 	// it is spelled out because Put relies on it (no fsync per block).
 	ds, err := pebbleds.NewDatastore(dir,
@@ -125,7 +128,7 @@ func open(dir string, opts Options, popts *pebble.Options) (*Store, error) {
 	if fs == nil {
 		fs = vfs.Default
 	}
-	log, err := openBlockLog(fs, fs.PathJoin(dir, "blocks"), ds.DB, !opts.NoSync)
+	log, err := openBlockLog(fs, fs.PathJoin(dir, "blocks"), ds.DB, osFS)
 	if err != nil {
 		ds.Close()
 		return nil, fmt.Errorf("cannot open block store in %s: %w", dir, err)
@@ -225,6 +228,13 @@ func (s *Store) Put(ctx context.Context, c cid.Cid, data []byte) error {
 // block log and keeps no reference to it, so importers may reuse their
 // buffers once Put returns.
 func (s *Store) CopiesData() {}
+
+// ConcurrentPuts marks Store as an ingest.ConcurrentSink: Put is safe from
+// several goroutines (the block log reserves each block's extent under its
+// lock and writes outside it; pebble takes concurrent sets). Two Puts of
+// one new block at once may both write it; the index keeps one, and the
+// other copy is dead space in the log.
+func (s *Store) ConcurrentPuts() {}
 
 // Has reports whether the block is stored. It is true for every
 // identity-hash CID.

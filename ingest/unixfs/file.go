@@ -59,6 +59,11 @@ type fileBuilder struct {
 	// recycle: the sink copies blocks, so leaf buffers go back to the pool
 	// after Put. Otherwise the sink owns them.
 	recycle bool
+	// eager: the sink takes concurrent Puts, so the hashing workers store
+	// every leaf but the first as soon as it is hashed. The first stays with
+	// the layout: a file of one chunk has it as root, and a root may still
+	// be re-encoded with mode and mtime, when kubo stores only the new one.
+	eager bool
 }
 
 // errStop ends the reader early; it is never reported.
@@ -77,6 +82,7 @@ func buildFile(ctx context.Context, r io.Reader, o *Options, pool *ingest.HashPo
 	}
 	b := &fileBuilder{ctx: ctx, opts: o, pool: pool, sink: sink, leafType: ft.TFile, mode: mode, mtime: mtime, onRead: onRead}
 	_, b.recycle = sink.(ingest.CopyingSink)
+	_, b.eager = sink.(ingest.ConcurrentSink)
 	if o.Trickle {
 		b.leafType = ft.TRaw
 	}
@@ -102,7 +108,7 @@ func buildFile(ctx context.Context, r io.Reader, o *Options, pool *ingest.HashPo
 
 func (b *fileBuilder) read(spl chunker.Splitter, stop <-chan struct{}) {
 	defer close(b.pending)
-	for {
+	for i := 0; ; i++ {
 		data, err := spl.NextBytes()
 		if err == io.EOF || (err == nil && data == nil) {
 			return
@@ -120,7 +126,14 @@ func (b *fileBuilder) read(spl chunker.Splitter, stop <-chan struct{}) {
 			b.readErr = b.ctx.Err()
 			return
 		}
-		b.pool.Submit(func() { b.encodeLeaf(n, data); close(n.ready) })
+		eager := b.eager && i > 0
+		b.pool.Submit(func() {
+			b.encodeLeaf(n, data)
+			if eager && n.err == nil {
+				n.err = b.store(n)
+			}
+			close(n.ready)
+		})
 	}
 }
 
@@ -202,6 +215,8 @@ func (b *fileBuilder) nextLeaf() (*node, error) {
 }
 
 // store hands a finished node's block to the sink.
+// store hands n's block to the sink, once: the layout calls it for every
+// node it links, the hashing workers for leaves when eager.
 func (b *fileBuilder) store(n *node) error {
 	if n.block == nil {
 		return nil
