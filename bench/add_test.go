@@ -246,6 +246,7 @@ func BenchmarkAddHTTP(b *testing.B) {
 	ingNoFsync := startIngestd(b, true)
 	d := kubotest.StartDaemon(b, kubotest.NewRepo(b))
 	cids := map[string]any{}
+	nextVariant := map[string]uint64{}
 	for _, c := range []struct{ name, url string }{
 		{"kubo/add", d.URL() + "/api/v0/add?progress=false"},
 		{"ingestd/add", ing + "/add"},
@@ -259,7 +260,10 @@ func BenchmarkAddHTTP(b *testing.B) {
 		syscall.Sync()
 		b.Run(c.name, func(b *testing.B) {
 			b.SetBytes(size)
-			var v uint64
+			// Continued across -count runs: a store never sees a variant
+			// twice, and case k of every side gets the same variants.
+			v := nextVariant[c.name]
+			defer func() { nextVariant[c.name] = v }()
 			for b.Loop() {
 				b.StopTimer()
 				setVariant(b, input, v)

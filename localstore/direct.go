@@ -26,7 +26,7 @@ import (
 
 const (
 	directBufSize = 4 << 20
-	directBufs    = 3 // one being filled, two being written
+	directBufs    = 4 // one being filled, the others queued or being written
 	directAlign   = 4096
 )
 

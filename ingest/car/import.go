@@ -47,6 +47,7 @@ func Import(ctx context.Context, r io.Reader, pool *ingest.HashPool, sink ingest
 	}
 	im := &importer{ctx: ctx, o: o, pool: pool, sink: sink, in: newInput(r)}
 	_, im.recycle = sink.(ingest.CopyingSink)
+	_, im.eager = sink.(ingest.ConcurrentSink)
 	// The reader goroutine is done with the input when stream returns.
 	defer im.in.release()
 
@@ -111,6 +112,9 @@ type importer struct {
 	// recycle: the sink copies blocks, so block buffers go back to the
 	// buffer pool after Put; otherwise the sink owns them.
 	recycle bool
+	// eager: the sink takes concurrent Puts, so the workers store each
+	// block once verified, instead of the consuming goroutine one by one.
+	eager bool
 }
 
 // block is one section on its way from the reader to the sink.
@@ -126,6 +130,7 @@ type block struct {
 	links    []cid.Cid
 	linksErr error
 	rootSize uint64
+	stored   bool // handed to the sink by the worker (eager)
 	ready    chan struct{}
 }
 
@@ -182,6 +187,12 @@ func (im *importer) consume(res *Result) error {
 		}
 		data := b.data
 		b.data = nil // the sink owns it now, or the pool once a copying sink returns
+		if b.stored {
+			if im.recycle {
+				bufpool.Put(data)
+			}
+			continue
+		}
 		if b.cid.Prefix().MhType == mh.IDENTITY {
 			bufpool.Put(data)
 			continue // identity CIDs carry their data; kubo stores nothing for them
@@ -289,6 +300,13 @@ func (im *importer) verify(b *block) {
 		b.links, b.rootSize, b.linksErr = decodeLinks(b.cid, b.data, b.isRoot)
 	case b.isRoot && b.cid.Type() == cid.DagProtobuf:
 		_, b.rootSize, _ = decodeDagPB(b.data)
+	}
+	if im.eager && b.cid.Prefix().MhType != mh.IDENTITY {
+		if err := im.sink.Put(im.ctx, b.cid, b.data); err != nil {
+			b.err = fmt.Errorf("cannot store block %s: %w", b.cid, err)
+			return
+		}
+		b.stored = true
 	}
 }
 
