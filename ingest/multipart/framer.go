@@ -1,6 +1,7 @@
 package multipart
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -225,7 +226,7 @@ func (f *framer) readHeader() (textproto.MIMEHeader, error) {
 			break
 		}
 	}
-	tr := textproto.NewReader(bufioReader(block))
+	tr := textproto.NewReader(bufio.NewReaderSize(bytes.NewReader(block), 512))
 	h, err := tr.ReadMIMEHeader()
 	if err != nil {
 		return nil, fmt.Errorf("cannot parse part header: %w", unexpected(err))

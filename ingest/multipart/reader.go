@@ -1,8 +1,6 @@
 package multipart
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -72,8 +70,6 @@ type Reader struct {
 func NewReader(body io.Reader, boundary string) *Reader {
 	return &Reader{f: newFramer(body, boundary)}
 }
-
-func bufioReader(b []byte) *bufio.Reader { return bufio.NewReaderSize(bytes.NewReader(b), 512) }
 
 // Boundary checks a request Content-Type and returns its boundary. Like
 // IPFS Cluster it accepts multipart/form-data and multipart/mixed.
