@@ -6,7 +6,9 @@ import (
 	cid "github.com/ipfs/go-cid"
 )
 
-// Sink receives the blocks of an upload, children before parents.
+// Sink receives the blocks of an upload. UnixFS imports hand them over
+// children before parents; CAR imports in file order (see ConcurrentSink
+// for both).
 //
 // Ownership: the importer hands data over to the sink. It never reads,
 // modifies or reuses the slice after Put returns, so a sink may keep it
@@ -28,7 +30,9 @@ type CopyingSink interface {
 // at once. Importers then store leaves on the hashing workers, right after
 // hashing them, instead of one at a time on the goroutine that builds the
 // DAG: with a store whose Put costs a write(2), that goroutine was the
-// bottleneck of stored adds. Blocks still arrive children before parents.
+// bottleneck of stored adds. UnixFS blocks still arrive children before
+// parents; CAR blocks arrive in the order their verification finishes.
+// Importers return only once no worker is calling Put any more.
 type ConcurrentSink interface {
 	Sink
 	ConcurrentPuts()

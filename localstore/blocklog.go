@@ -81,6 +81,7 @@ type blockLog struct {
 	dir string
 	db  *pebble.DB
 
+	syncMu  sync.Mutex // one sync at a time, so watermarks only move forward
 	writing sync.RWMutex
 	mu      sync.Mutex
 	cur     vfs.File
@@ -117,9 +118,6 @@ func openBlockLog(fs vfs.FS, dir string, db *pebble.DB, osFS bool) (*blockLog, e
 		return nil, err
 	}
 	l := &blockLog{fs: fs, dir: dir, db: db, sizes: map[uint32]uint64{}, files: map[uint32]vfs.File{}, nextID: 1}
-	if osFS {
-		l.direct = newDirectWriter()
-	}
 	if v, closer, err := db.Get(keyNextSegment); err == nil {
 		l.nextID = binary.BigEndian.Uint32(v)
 		closer.Close()
@@ -160,6 +158,9 @@ func openBlockLog(fs vfs.FS, dir string, db *pebble.DB, osFS bool) (*blockLog, e
 			}
 			l.sizes[uint32(id)] = uint64(st.Size())
 		}
+	}
+	if osFS {
+		l.direct = newDirectWriter()
 	}
 	if err := l.newSegment(); err != nil {
 		l.close()
@@ -262,6 +263,9 @@ func (l *blockLog) valid(at loc) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	size, ok := l.sizes[at.seg]
+	if l.direct != nil && l.direct.lost(at.seg, at.off+uint64(at.n)) != nil {
+		return false
+	}
 	return ok && at.off+uint64(at.n) <= size
 }
 
@@ -273,11 +277,15 @@ func (l *blockLog) read(at loc) ([]byte, error) {
 	}
 	data := make([]byte, at.n)
 	fromFile := len(data)
-	if l.direct != nil {
-		l.mu.Lock()
-		fromFile = l.direct.readAt(data, at.seg, at.off)
-		l.mu.Unlock()
+	l.mu.Lock()
+	if d := l.direct; d != nil {
+		if err := d.lost(at.seg, at.off+uint64(at.n)); err != nil {
+			l.mu.Unlock()
+			return nil, err
+		}
+		fromFile = d.readAt(data, at.seg, at.off)
 	}
+	l.mu.Unlock()
 	if fromFile == 0 {
 		return data, nil
 	}
@@ -312,28 +320,31 @@ func (l *blockLog) file(id uint32) (vfs.File, error) {
 // noFsync) and records the watermark with the given pebble write options;
 // the caller syncs pebble's WAL afterwards when it wants durability.
 func (l *blockLog) sync(noFsync bool) error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
 	l.writing.Lock()
 	l.mu.Lock()
 	dirty := l.dirty
 	l.dirty = []vfs.File{l.cur}
 	seg, size := l.curID, l.curSize
+	d := l.direct
 	var written <-chan struct{}
 	retired := l.retired
-	if l.direct != nil {
+	if d != nil {
 		// Also without fsync: data still in a write buffer would not
 		// survive even a process crash.
-		written = l.direct.flush()
+		written = d.flush()
 		l.retired = nil
 	}
 	l.mu.Unlock()
 	l.writing.Unlock()
 	if written != nil {
 		<-written
-		if err := l.direct.failed(); err != nil {
-			return err
-		}
 		for _, f := range retired {
-			f.Close()
+			f.Close() // written: the writer is past their buffers
+		}
+		if err := d.failed(); err != nil {
+			return err
 		}
 	}
 	if !noFsync {

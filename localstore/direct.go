@@ -50,15 +50,27 @@ type directWriter struct {
 	cur  *dbuf // being filled; nil until the first segment
 	free chan *dbuf
 	work chan *dbuf
+	// writeAt is (*os.File).WriteAt; tests replace it to fail a write.
+	writeAt func(f *os.File, b []byte, off int64) (int, error)
 
 	qmu    sync.Mutex
 	queued []*dbuf // handed to the writer, not written yet, oldest first
-	err    error   // the first write error; the log is unusable after it
-	done   chan struct{}
+	// err is the first write error; the log takes no appends after it, and
+	// the bytes of the buffer that failed and of every later one (failSeg,
+	// failOff onwards) may not be on disk, so reads of them fail too.
+	err     error
+	failSeg uint32
+	failOff uint64
+	done    chan struct{}
 }
 
 func newDirectWriter() *directWriter {
-	d := &directWriter{free: make(chan *dbuf, directBufs), work: make(chan *dbuf, directBufs+1), done: make(chan struct{})}
+	d := &directWriter{
+		free:    make(chan *dbuf, directBufs),
+		work:    make(chan *dbuf, directBufs+1),
+		done:    make(chan struct{}),
+		writeAt: (*os.File).WriteAt,
+	}
 	for range directBufs {
 		d.free <- &dbuf{b: alignedBuf(directBufSize)}
 	}
@@ -97,10 +109,11 @@ func (d *directWriter) run() {
 		}
 		end := (b.n + directAlign - 1) &^ (directAlign - 1)
 		clear(b.b[b.n:end]) // padding up to the next page; rewritten by later data
-		_, err := b.f.WriteAt(b.b[:end], int64(b.start))
+		_, err := d.writeAt(b.f, b.b[:end], int64(b.start))
 		d.qmu.Lock()
 		if err != nil && d.err == nil {
-			d.err = fmt.Errorf("cannot write block log: %w", err)
+			d.err = fmt.Errorf("cannot write block log segment %d at %d: %w", b.seg, b.start, err)
+			d.failSeg, d.failOff = b.seg, b.start
 		}
 		d.queued = d.queued[1:]
 		d.qmu.Unlock()
@@ -112,6 +125,17 @@ func (d *directWriter) failed() error {
 	d.qmu.Lock()
 	defer d.qmu.Unlock()
 	return d.err
+}
+
+// lost returns the write error if [off, end) of segment seg lies in what a
+// failed write may have left off the disk.
+func (d *directWriter) lost(seg uint32, end uint64) error {
+	d.qmu.Lock()
+	defer d.qmu.Unlock()
+	if d.err != nil && (seg > d.failSeg || seg == d.failSeg && end > d.failOff) {
+		return d.err
+	}
+	return nil
 }
 
 // start makes segment seg, opened for direct I/O as f, from offset 0, the

@@ -332,20 +332,24 @@ func (s *Store) Close() error {
 		return nil
 	}
 	// What was put is kept: record the watermark (and fsync, unless NoSync)
-	// as Sync does.
+	// as Sync does. Whatever fails, everything is closed: the first error
+	// is returned, and the files, the writer and pebble's lock are released.
+	var errs []error
 	if err := s.log.sync(s.noSync); err != nil {
-		return err
-	}
-	if !s.noSync {
+		errs = append(errs, err)
+	} else if !s.noSync {
 		if err := s.ds.Sync(context.Background(), datastore.NewKey("/")); err != nil {
-			return fmt.Errorf("cannot sync block store: %w", err)
+			errs = append(errs, fmt.Errorf("cannot sync block store: %w", err))
 		}
 	}
 	if err := s.log.close(); err != nil {
-		return fmt.Errorf("cannot close block log: %w", err)
+		errs = append(errs, fmt.Errorf("cannot close block log: %w", err))
 	}
 	if err := s.ds.Close(); err != nil {
-		return fmt.Errorf("cannot close block store: %w", err)
+		errs = append(errs, fmt.Errorf("cannot close block store: %w", err))
+	}
+	if len(errs) > 0 {
+		return errs[0]
 	}
 	return nil
 }

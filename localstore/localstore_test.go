@@ -622,3 +622,62 @@ func TestBlocksReadBackAtEveryStage(t *testing.T) {
 		checkBlock(t, s, b.c, b.data)
 	}
 }
+
+// TestWriteFailure: when a write of the block log fails (a full or broken
+// disk), the Sync that covers it fails, blocks in the lost range read as
+// errors, not as zeros, and are not reported present; blocks synced before
+// are intact; Close releases everything so that the store reopens in the
+// same process, without the lost blocks.
+func TestWriteFailure(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.log.direct == nil {
+		t.Skip("no direct I/O on this file system")
+	}
+	before, beforeData := testBlock(t, 1, 100<<10)
+	if err := s.Put(ctx, before, beforeData); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.log.direct.writeAt = func(*os.File, []byte, int64) (int, error) { return 0, syscall.ENOSPC }
+	var lost []cid.Cid
+	for i := range 12 { // 3 MiB: stays in the write buffer until Sync
+		c, data := testBlock(t, uint64(100+i), 256<<10)
+		if err := s.Put(ctx, c, data); err != nil {
+			t.Fatal(err)
+		}
+		lost = append(lost, c)
+	}
+	if err := s.Sync(ctx); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Sync after a failed write: %v; want ENOSPC", err)
+	}
+	for _, c := range lost {
+		if _, err := s.Get(ctx, c); err == nil {
+			t.Fatalf("Get(%s) of a block whose write failed returned data", c)
+		}
+		if has, _ := s.Has(ctx, c); has {
+			t.Fatalf("Has(%s) = true for a block whose write failed", c)
+		}
+	}
+	checkBlock(t, s, before, beforeData)
+	c, data := testBlock(t, 999, 1000)
+	if err := s.Put(ctx, c, data); err == nil {
+		t.Fatal("Put after a failed write succeeded")
+	}
+	if err := s.Close(); err == nil {
+		t.Fatal("Close after a failed write reported no error")
+	}
+	s = openTest(t, dir)
+	checkBlock(t, s, before, beforeData)
+	for _, c := range lost {
+		if has, _ := s.Has(ctx, c); has {
+			t.Fatalf("after reopening, Has(%s) = true for a block whose write failed", c)
+		}
+	}
+}

@@ -9,7 +9,9 @@
 // As in ingest/unixfs, a reader goroutine only parses sections; each block is
 // hashed (and its links decoded) on the shared ingest.HashPool; the calling
 // goroutine takes the blocks back in file order, so that the first bad block
-// in the file is the one reported, and stores each only once it is verified.
+// in the file is the one reported, and stores each only once it is verified
+// (with an ingest.ConcurrentSink such as the embedded store, the worker that
+// verified a block stores it).
 // At most 2×workers+2 blocks are in flight per import. Blocks are opaque
 // bytes: they are never re-encoded.
 //

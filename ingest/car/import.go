@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/ipfs/boxo/verifcid"
 	cid "github.com/ipfs/go-cid"
@@ -27,13 +28,16 @@ type Result struct {
 const maxCIDSize = 256
 
 // Import reads a CARv1 or CARv2 from r, verifies every block against its CID
-// on pool and hands the blocks to sink in file order, each only after it has
-// been verified. Identity blocks are verified but not stored, as in kubo. It
-// returns once the whole stream, including a CARv2 index, has been read and,
-// unless CheckComplete(false), the DAG below the roots has been found
-// complete. pool and sink must not be nil.
+// on pool and hands the blocks to sink, each only after it has been
+// verified: in file order, or, when sink is an ingest.ConcurrentSink, from
+// the verifying workers in whatever order they finish. Identity blocks are
+// verified but not stored, as in kubo. It returns once the whole stream,
+// including a CARv2 index, has been read and, unless CheckComplete(false),
+// the DAG below the roots has been found complete, and never while a worker
+// is still calling sink. pool and sink must not be nil.
 //
-// On error some blocks may already be in the sink; they are not pinned.
+// On error some blocks may already be in the sink (with a ConcurrentSink
+// also blocks after the bad one); they are not pinned.
 // Every error for a bad CAR wraps one of the Err* sentinels and names the
 // section, offset or CID at fault.
 //
@@ -115,6 +119,7 @@ type importer struct {
 	// eager: the sink takes concurrent Puts, so the workers store each
 	// block once verified, instead of the consuming goroutine one by one.
 	eager bool
+	tasks sync.WaitGroup // this import's tasks on the pool
 }
 
 // block is one section on its way from the reader to the sink.
@@ -149,10 +154,14 @@ func (im *importer) stream(res *Result) error {
 	}()
 	err := im.consume(res)
 	close(stop)
-	// Drain so that the reader can finish; blocks left here are never stored.
+	// Drain so that the reader can finish, then wait for the pool's tasks
+	// of this import: with eager stores they call the sink, which must be
+	// done with before the import returns (the caller may close the store
+	// next). Blocks left here are not stored by the consumer.
 	for range im.pending {
 	}
 	<-readerDone
+	im.tasks.Wait()
 	return err
 }
 
@@ -228,7 +237,8 @@ func (im *importer) read(stop <-chan struct{}) {
 			im.readErr = fmt.Errorf("cannot import CAR: %w", im.ctx.Err())
 			return
 		}
-		im.pool.Submit(func() { im.verify(b) })
+		im.tasks.Add(1)
+		im.pool.Submit(func() { defer im.tasks.Done(); im.verify(b) })
 	}
 }
 

@@ -60,6 +60,9 @@ type framer struct {
 	cur       *partBody
 }
 
+// maxHeaders is mime/multipart's limit on the header fields of a part.
+const maxHeaders = 10000
+
 func newFramer(src io.Reader, boundary string) *framer {
 	b := []byte("\r\n--" + boundary + "--")
 	return &framer{
@@ -127,6 +130,9 @@ func (f *framer) readLine(max int) ([]byte, error) {
 // f.cur, or io.EOF after the final delimiter. The body of the current part
 // is skipped if it was not read.
 func (f *framer) next() (textproto.MIMEHeader, error) {
+	if len(f.dashBoundary) == 2 {
+		return nil, errors.New("boundary is empty")
+	}
 	if f.cur != nil {
 		if _, err := io.Copy(io.Discard, f.cur); err != nil {
 			return nil, fmt.Errorf("cannot skip part body: %w", err)
@@ -230,6 +236,13 @@ func (f *framer) readHeader() (textproto.MIMEHeader, error) {
 	h, err := tr.ReadMIMEHeader()
 	if err != nil {
 		return nil, fmt.Errorf("cannot parse part header: %w", unexpected(err))
+	}
+	n := 0
+	for _, v := range h {
+		n += len(v)
+	}
+	if n > maxHeaders {
+		return nil, fmt.Errorf("%w: part header has %d fields (limit %d)", ErrTooLong, n, maxHeaders)
 	}
 	return h, nil
 }

@@ -232,3 +232,19 @@ func TestFramerLongBoundary(t *testing.T) {
 		}
 	}
 }
+
+// TestFramerLimits: mime/multipart's limits hold: an empty boundary and a
+// part with more than 10000 header fields are errors.
+func TestFramerLimits(t *testing.T) {
+	if _, err := newFramer(strings.NewReader("--\r\n\r\nx\r\n----\r\n"), "").next(); err == nil {
+		t.Fatal("empty boundary accepted")
+	}
+	many := "--B\r\n" + strings.Repeat("A: 1\r\n", maxHeaders+1) + "\r\nx\r\n--B--\r\n"
+	if _, err := newFramer(strings.NewReader(many), "B").next(); !errors.Is(err, ErrTooLong) {
+		t.Fatalf("%d header fields: %v", maxHeaders+1, err)
+	}
+	ok := "--B\r\n" + strings.Repeat("A: 1\r\n", maxHeaders) + "\r\nx\r\n--B--\r\n"
+	if _, err := newFramer(strings.NewReader(ok), "B").next(); err != nil {
+		t.Fatalf("%d header fields: %v", maxHeaders, err)
+	}
+}

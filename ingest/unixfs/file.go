@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	chunker "github.com/ipfs/boxo/chunker"
@@ -64,6 +65,7 @@ type fileBuilder struct {
 	// the layout: a file of one chunk has it as root, and a root may still
 	// be re-encoded with mode and mtime, when kubo stores only the new one.
 	eager bool
+	tasks sync.WaitGroup // this file's tasks on the pool
 }
 
 // errStop ends the reader early; it is never reported.
@@ -96,10 +98,13 @@ func buildFile(ctx context.Context, r io.Reader, o *Options, pool *ingest.HashPo
 	root, err := b.layout()
 	close(stop)
 	// Drain so that the reader can finish; a failed layout leaves leaves
-	// behind that nobody will store.
+	// behind that nobody links. Then wait for the pool's tasks of this file:
+	// with eager stores they call the sink, which must be done with before
+	// the import returns (the caller may close the store next).
 	for range b.pending {
 	}
 	<-readerDone
+	b.tasks.Wait()
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +132,9 @@ func (b *fileBuilder) read(spl chunker.Splitter, stop <-chan struct{}) {
 			return
 		}
 		eager := b.eager && i > 0
+		b.tasks.Add(1)
 		b.pool.Submit(func() {
+			defer b.tasks.Done()
 			b.encodeLeaf(n, data)
 			if eager && n.err == nil {
 				n.err = b.store(n)
