@@ -228,22 +228,21 @@ func (l *blockLog) append(data []byte) (loc, error) {
 		}
 	}
 	at := loc{seg: l.curID, off: l.curSize, n: uint32(len(data))}
-	f := l.cur
-	if l.direct != nil {
+	f, direct := l.cur, l.direct != nil
+	if direct {
 		// The copy into the write buffer is made under mu: it is what
 		// orders blocks in the buffer.
 		if err := l.direct.write(data); err != nil {
 			l.mu.Unlock()
 			return loc{}, err
 		}
-		l.curSize += uint64(len(data))
-		l.sizes[at.seg] = l.curSize
-		l.mu.Unlock()
-		return at, nil
 	}
 	l.curSize += uint64(len(data))
 	l.sizes[at.seg] = l.curSize
 	l.mu.Unlock()
+	if direct {
+		return at, nil
+	}
 	if _, err := f.WriteAt(data, int64(at.off)); err != nil {
 		return loc{}, fmt.Errorf("cannot write segment %d: %w", at.seg, err)
 	}
