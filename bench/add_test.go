@@ -215,7 +215,7 @@ func startIngestd(b *testing.B, noFsync bool) string {
 		b.Fatal(err)
 	}
 	pool := ingest.NewHashPool(0)
-	srv, err := restapi.New(restapi.Config{PeerID: "12D3KooWEU3Vh8Ktb3fAAGnqwW6jG1jvi3yxvzd4a2NMUshdUHBw", Store: store, Pins: pinner.NewStore(store.Datastore()), Pool: pool})
+	srv, err := restapi.New(restapi.Config{PeerID: "12D3KooWEU3Vh8Ktb3fAAGnqwW6jG1jvi3yxvzd4a2NMUshdUHBw", Store: store, Pins: pinner.NewStore(store.Datastore(), pinner.StoreOptions{}), Pool: pool})
 	if err != nil {
 		b.Fatal(err)
 	}

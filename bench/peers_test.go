@@ -147,7 +147,7 @@ func BenchmarkPeersHTTP(b *testing.B) {
 		}
 		store, _ := localstore.Open(b.TempDir(), localstore.Options{})
 		pool := ingest.NewHashPool(0)
-		srv, err := restapi.New(restapi.Config{PeerID: "12D3KooWEU3Vh8Ktb3fAAGnqwW6jG1jvi3yxvzd4a2NMUshdUHBw", Store: store, Pins: pinner.NewStore(store.Datastore()), Pool: pool, Fanout: f})
+		srv, err := restapi.New(restapi.Config{PeerID: "12D3KooWEU3Vh8Ktb3fAAGnqwW6jG1jvi3yxvzd4a2NMUshdUHBw", Store: store, Pins: pinner.NewStore(store.Datastore(), pinner.StoreOptions{}), Pool: pool, Fanout: f})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -28,12 +28,30 @@ var pinsPrefix = datastore.NewKey("/pins")
 // (localstore's Datastore() in production). It keeps no state of its own
 // and is safe for concurrent use as far as the datastore is.
 type Store struct {
-	ds datastore.Batching
+	ds     datastore.Batching
+	noSync bool
+}
+
+// StoreOptions configures NewStore. The zero value is the production
+// setting.
+type StoreOptions struct {
+	// NoSync skips the sync after each change (ingestd's --no-fsync): a
+	// change is then durable against a crash of the process, not of the
+	// machine. Default false.
+	NoSync bool
 }
 
 // NewStore returns a Store keeping pins in ds under /pins.
-func NewStore(ds datastore.Batching) *Store {
-	return &Store{ds: ds}
+func NewStore(ds datastore.Batching, opts StoreOptions) *Store {
+	return &Store{ds: ds, noSync: opts.NoSync}
+}
+
+// sync makes the changes so far durable, unless NoSync.
+func (s *Store) sync(ctx context.Context) error {
+	if s.noSync {
+		return nil
+	}
+	return s.ds.Sync(ctx, pinsPrefix)
 }
 
 func pinKey(c cid.Cid) datastore.Key {
@@ -53,8 +71,39 @@ func (s *Store) Put(ctx context.Context, p Pin) error {
 	if err := s.ds.Put(ctx, pinKey(p.Cid.Cid), data); err != nil {
 		return fmt.Errorf("cannot put pin %s: %w", p.Cid, err)
 	}
-	if err := s.ds.Sync(ctx, pinsPrefix); err != nil {
+	if err := s.sync(ctx); err != nil {
 		return fmt.Errorf("cannot sync pin %s: %w", p.Cid, err)
+	}
+	return nil
+}
+
+// PutBatch adds or replaces several pins in one batch with one sync: the
+// pins of one add become durable together or not at all.
+func (s *Store) PutBatch(ctx context.Context, pins []Pin) error {
+	if len(pins) == 0 {
+		return nil
+	}
+	b, err := s.ds.Batch(ctx)
+	if err != nil {
+		return fmt.Errorf("cannot start pin batch: %w", err)
+	}
+	for _, p := range pins {
+		if !p.Cid.Defined() {
+			return fmt.Errorf("cannot put pin: %w", errUndefinedCid)
+		}
+		data, err := json.Marshal(p)
+		if err != nil {
+			return fmt.Errorf("cannot encode pin %s: %w", p.Cid, err)
+		}
+		if err := b.Put(ctx, pinKey(p.Cid.Cid), data); err != nil {
+			return fmt.Errorf("cannot put pin %s: %w", p.Cid, err)
+		}
+	}
+	if err := b.Commit(ctx); err != nil {
+		return fmt.Errorf("cannot commit %d pins: %w", len(pins), err)
+	}
+	if err := s.sync(ctx); err != nil {
+		return fmt.Errorf("cannot sync %d pins: %w", len(pins), err)
 	}
 	return nil
 }
@@ -96,7 +145,7 @@ func (s *Store) Delete(ctx context.Context, c cid.Cid) error {
 	if err := s.ds.Delete(ctx, key); err != nil {
 		return fmt.Errorf("cannot delete pin %s: %w", c, err)
 	}
-	if err := s.ds.Sync(ctx, pinsPrefix); err != nil {
+	if err := s.sync(ctx); err != nil {
 		return fmt.Errorf("cannot sync deletion of pin %s: %w", c, err)
 	}
 	return nil

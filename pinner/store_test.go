@@ -20,7 +20,7 @@ func openStore(t *testing.T, dir string) (*Store, *localstore.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ls.Close() })
-	return NewStore(ls.Datastore()), ls
+	return NewStore(ls.Datastore(), StoreOptions{}), ls
 }
 
 func testPin(t *testing.T, c string, name string) Pin {

@@ -44,7 +44,7 @@ func startServer(t *testing.T, mutate ...func(*Config)) *testServer {
 		t.Fatal(err)
 	}
 	pool := ingest.NewHashPool(0)
-	pins := pinner.NewStore(store.Datastore())
+	pins := pinner.NewStore(store.Datastore(), pinner.StoreOptions{})
 	cfg := Config{PeerID: testPeerID, Store: store, Pins: pins, Pool: pool}
 	for _, m := range mutate {
 		m(&cfg)
