@@ -76,6 +76,9 @@ type Config struct {
 	// complete in the embedded store; an error says what is missing. Used
 	// in the embedded mode only. nil: every pin counts as complete.
 	LocalCheck func(ctx context.Context, c cid.Cid, recursive bool) error
+	// LocalResolve resolves an /ipfs/ path with sub-path in the embedded
+	// store. nil: such paths need a kubo peer.
+	LocalResolve func(ctx context.Context, path string) (cid.Cid, error)
 	// Workers per peer. Default DefaultWorkers; 0 means the default.
 	Workers int
 	// QueueSize per peer. Default DefaultQueueSize; 0 means the default.
@@ -219,7 +222,9 @@ func (p *Pinner) tracker(id string) *peerTracker {
 	t := newPeerTracker(id, p.cfg.QueueSize)
 	p.trackers[id] = t
 	for range p.cfg.Workers {
-		p.wg.Go(func() { t.runWorker(p.ctx, func(ctx context.Context, j job) error { return p.run(ctx, id, j) }, p.cfg.MaxAttempts, backoff) })
+		p.wg.Go(func() {
+			t.runWorker(p.ctx, func(ctx context.Context, j job) error { return p.run(ctx, id, j) }, p.cfg.MaxAttempts, backoff)
+		})
 	}
 	return t
 }

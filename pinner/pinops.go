@@ -4,19 +4,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	cid "github.com/ipfs/go-cid"
 )
 
-// ResolveFactors applies IPFS Cluster's defaults to replication factors:
-// 0 means the stock default, -1 (everywhere).
-func ResolveFactors(rmin, rmax int) (int, int) {
+// ResolveFactors applies the defaults to replication factors: 0 means
+// IPFS Cluster's stock default, -1 (everywhere); a positive min with max
+// -1 gets max = the number of peers (at least min), where IPFS Cluster
+// would reject the pair (docs/rest-api.md, "Allocation").
+func (p *Pinner) ResolveFactors(rmin, rmax int) (int, int) {
 	if rmin == 0 {
 		rmin = -1
 	}
 	if rmax == 0 {
 		rmax = -1
+	}
+	if rmin > 0 && rmax == -1 {
+		rmax = max(rmin, len(p.Peers()))
 	}
 	return rmin, rmax
 }
@@ -81,7 +87,7 @@ func (p *Pinner) Pin(ctx context.Context, req Pin) (Pin, error) {
 		}
 		pin.UserAllocations = req.UserAllocations
 	} else {
-		pin.ReplicationFactorMin, pin.ReplicationFactorMax = ResolveFactors(req.ReplicationFactorMin, req.ReplicationFactorMax)
+		pin.ReplicationFactorMin, pin.ReplicationFactorMax = p.ResolveFactors(req.ReplicationFactorMin, req.ReplicationFactorMax)
 		peers, err := p.Allocate(pin.ReplicationFactorMin, pin.ReplicationFactorMax, req.UserAllocations)
 		if err != nil {
 			return Pin{}, fmt.Errorf("cannot pin %s: %w", req.Cid, err)
@@ -206,4 +212,43 @@ func (t *peerTracker) forget(c cid.Cid) {
 	}
 }
 
-
+// Resolve resolves an IPFS path (/ipfs/<cid>/sub/path, /ipns/name…) to
+// the CID it names: with the first live kubo peer's resolve, or in the
+// embedded mode with LocalResolve. A path that resolves to something
+// mutable is an error, as in IPFS Cluster.
+func (p *Pinner) Resolve(ctx context.Context, path string) (cid.Cid, error) {
+	if p.Embedded() {
+		if p.cfg.LocalResolve == nil || strings.HasPrefix(path, "/ipns/") {
+			return cid.Undef, fmt.Errorf("cannot resolve %s: %w: the embedded store resolves only /ipfs/ paths", path, ErrBadRequest)
+		}
+		c, err := p.cfg.LocalResolve(ctx, path)
+		if err != nil {
+			return cid.Undef, fmt.Errorf("cannot resolve %s: %w", path, err)
+		}
+		return c, nil
+	}
+	var errs []string
+	for _, t := range p.Peers() {
+		if t.RPC == nil || !t.Alive {
+			continue
+		}
+		res, err := t.RPC.Resolve(ctx, path)
+		if err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		rest, ok := strings.CutPrefix(res, "/ipfs/")
+		if !ok {
+			return cid.Undef, fmt.Errorf("cannot resolve %s: it resolves to %s, which is mutable", path, res)
+		}
+		c, err := cid.Decode(strings.SplitN(rest, "/", 2)[0])
+		if err != nil {
+			return cid.Undef, fmt.Errorf("cannot resolve %s: kubo answered %s: %w", path, res, err)
+		}
+		return c, nil
+	}
+	if len(errs) == 0 {
+		return cid.Undef, fmt.Errorf("cannot resolve %s: %w: no live peer", path, ErrNotEnoughPeers)
+	}
+	return cid.Undef, fmt.Errorf("cannot resolve %s: %s", path, strings.Join(errs, "; "))
+}
