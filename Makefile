@@ -39,6 +39,12 @@ fuzz:
 	$(FUZZ) -fuzz='^FuzzParseAddParams$$' ./restapi
 	$(FUZZ) -fuzz='^FuzzImport$$' ./ingest/car
 
+# Real IPFS Cluster clients (the v1.1.6 Go client, @nftstorage/ipfs-cluster)
+# driving ingestd end to end; see clients/README.md.
+.PHONY: clients
+clients:
+	bash .ci/clients.sh
+
 # The numbers in BENCHMARKS.md; see that file for what each one compares.
 bench:
 	$(GO) test -run='^$$' -bench=. -benchtime=3x ./ingest/unixfs ./ingest/car
