@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"testing/iotest"
 	"time"
 
 	chunker "github.com/ipfs/boxo/chunker"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/ingestd/ingestd/ingest"
 	"github.com/ingestd/ingestd/internal/kubotest"
+	"github.com/ingestd/ingestd/kuborpc"
 )
 
 var _ ingest.Sink = (*Session)(nil)
@@ -197,7 +197,7 @@ func testMixedHashes(t *testing.T, ds []*kubotest.Daemon) {
 	blocks = slices.Insert(blocks, 6, testBlock{c: identity, data: []byte("tiny")}, blocks[5])
 
 	f := startFanout(t, Config{Peers: peerConfigs(ds)})
-	s := f.NewSession(context.Background(), f.peers, 3)
+	s := f.NewSession(context.Background(), f.peerList(), 3)
 	putAll(t, s, blocks)
 	if _, err := s.Close(context.Background()); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -218,10 +218,10 @@ func testMixedHashes(t *testing.T, ds []*kubotest.Daemon) {
 // testReadBody sends through a transport that reads request bodies with
 // Read instead of WriteTo.
 func testReadBody(t *testing.T, ds []*kubotest.Daemon) {
-	client := &http.Client{Transport: hideWriterTo{newTransport()}}
+	client := &http.Client{Transport: hideWriterTo{kuborpc.NewHTTPClient().Transport}}
 	f := startFanout(t, Config{Peers: peerConfigs(ds), Client: client, QueueBlocks: 4})
 	blocks := append(randomBlocks(t, 20, 30, 70<<10, mh.SHA2_256), randomBlocks(t, 21, 30, 3<<10, mh.SHA2_256)...)
-	s := f.NewSession(context.Background(), f.peers, 3)
+	s := f.NewSession(context.Background(), f.peerList(), 3)
 	putAll(t, s, blocks)
 	if _, err := s.Close(context.Background()); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -249,7 +249,7 @@ func testSlowPeer(t *testing.T, ds []*kubotest.Daemon) {
 	blocks := randomBlocks(t, 30, total/blockSize, blockSize, mh.SHA2_256)
 
 	start := time.Now()
-	s := f.NewSession(context.Background(), f.peers, 3)
+	s := f.NewSession(context.Background(), f.peerList(), 3)
 	putAll(t, s, blocks)
 	if _, err := s.Close(context.Background()); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -294,14 +294,14 @@ func testConnectAll(t *testing.T, ds []*kubotest.Daemon) {
 	}
 
 	root, blocks := unixfsFile(t, 40, 1<<20, 64<<10)
-	s := f.NewSession(context.Background(), f.peers[:1], 1)
+	s := f.NewSession(context.Background(), f.peerList()[:1], 1)
 	putAll(t, s, blocks)
 	if _, err := s.Close(context.Background()); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := f.Pin(ctx, f.peers[1:], root, ""); err != nil {
+	if _, err := f.Pin(ctx, f.peerList()[1:], root, ""); err != nil {
 		t.Fatalf("Pin on the peers without the blocks: %v", err)
 	}
 	for i, d := range ds[1:] {
@@ -323,7 +323,7 @@ func testFaultyPeer(t *testing.T, ds []*kubotest.Daemon) {
 			fo := startFanout(t, Config{Peers: pcs, MaxRetries: maxRetries, StallTimeout: time.Second})
 
 			// With minOK 2 the session succeeds without the fake.
-			s := fo.NewSession(context.Background(), fo.peers, 2)
+			s := fo.NewSession(context.Background(), fo.peerList(), 2)
 			putAll(t, s, blocks)
 			res, err := s.Close(context.Background())
 			if err != nil {
@@ -343,7 +343,7 @@ func testFaultyPeer(t *testing.T, ds []*kubotest.Daemon) {
 			}
 
 			// With minOK 3 the fake makes the session fail, and says why.
-			s = fo.NewSession(context.Background(), fo.peers, 3)
+			s = fo.NewSession(context.Background(), fo.peerList(), 3)
 			var putErr error
 			for _, b := range randomBlocks(t, 51, 20, 64<<10, mh.SHA2_256) {
 				if putErr = s.Put(context.Background(), b.c, b.data); putErr != nil {
@@ -384,7 +384,7 @@ func TestRetryAfter(t *testing.T) {
 	t.Parallel()
 	fake := newFakeKubo(t, fakeID("Busy"), 1<<30, kuboError(503, "busy", map[string]string{"Retry-After": "1"}))
 	f := startFanout(t, Config{Peers: []PeerConfig{{Name: "busy", URL: fake.URL()}}, MaxRetries: 1})
-	s := f.NewSession(context.Background(), f.peers, 1)
+	s := f.NewSession(context.Background(), f.peerList(), 1)
 	putAll(t, s, randomBlocks(t, 60, 2, 1<<10, mh.SHA2_256))
 	_, err := s.Close(context.Background())
 	wantErr(t, err, ErrQuorum, "busy", "HTTP 503")
@@ -410,7 +410,7 @@ func TestKillMidSession(t *testing.T) {
 			blocks := randomBlocks(t, uint64(70+minOK), n, 64<<10, mh.SHA2_256)
 			victim := ds[1]
 
-			s := f.NewSession(context.Background(), f.peers, minOK)
+			s := f.NewSession(context.Background(), f.peerList(), minOK)
 			var putErr error
 			var killed time.Time
 			for i, b := range blocks {
@@ -475,7 +475,7 @@ func TestAllPeersDown(t *testing.T) {
 		wantErr(t, err, ErrNotEnoughPeers, "need at least 1, 0 of 2 live", "down0", "connection refused")
 
 		start := time.Now()
-		s := f.NewSession(context.Background(), f.peers, 1)
+		s := f.NewSession(context.Background(), f.peerList(), 1)
 		err = s.Put(context.Background(), block.c, block.data)
 		wantErr(t, err, ErrQuorum, "0 of 2 peers left", "down0", "down1", addrs[0], "peer unavailable")
 		_, err = s.Close(context.Background())
@@ -501,7 +501,7 @@ func TestAllPeersDown(t *testing.T) {
 		}
 		defer f.Stop()
 		start := time.Now()
-		s := f.NewSession(context.Background(), f.peers, 1)
+		s := f.NewSession(context.Background(), f.peerList(), 1)
 		_ = s.Put(context.Background(), block.c, block.data)
 		_, err = s.Close(context.Background())
 		wantErr(t, err, ErrQuorum, "down0", "down1", "connection refused", "gave up after 4 attempts")
@@ -579,11 +579,11 @@ func TestNewValidation(t *testing.T) {
 		})
 	}
 	f("no peers", Config{}, "no peers configured")
-	f("bad scheme", Config{Peers: []PeerConfig{{URL: "ftp://127.0.0.1:5001"}}}, "must be http(s)://host:port")
-	f("unparsable URL", Config{Peers: []PeerConfig{{URL: "127.0.0.1:5001"}}}, "cannot parse URL of peer 0")
-	f("URL with query", Config{Peers: []PeerConfig{{URL: "http://127.0.0.1:5001/?x=1"}}}, "must be http(s)://host:port")
-	f("duplicate name", Config{Peers: []PeerConfig{{Name: "a", URL: "http://h:1"}, {Name: "a", URL: "http://h:2"}}}, `peer name "a" is used twice`)
-	f("duplicate URL", Config{Peers: []PeerConfig{{URL: "http://h:1"}, {URL: "http://h:1/"}}}, `is used twice`)
+	f("bad scheme", Config{Peers: []PeerConfig{{URL: "ftp://127.0.0.1:5001"}}}, "want http(s)://host:port")
+	f("unparsable URL", Config{Peers: []PeerConfig{{URL: "127.0.0.1:5001"}}}, "peer 0: cannot parse kubo RPC URL")
+	f("URL with query", Config{Peers: []PeerConfig{{URL: "http://127.0.0.1:5001/?x=1"}}}, "want http(s)://host:port")
+	f("duplicate name", Config{Peers: []PeerConfig{{Name: "a", URL: "http://h:1"}, {Name: "a", URL: "http://h:2"}}}, `peer 1: peer name "a" is already in use`)
+	f("duplicate URL", Config{Peers: []PeerConfig{{Name: "a", URL: "http://h:1"}, {Name: "b", URL: "http://h:1/"}}}, `peer 1: peer URL "http://h:1" is already in use (by a)`)
 	f("one block queue", Config{Peers: ok, QueueBlocks: 1}, "queue blocks (1) cannot be lower than 2")
 	f("negative bytes", Config{Peers: ok, QueueBytes: -1}, "queue bytes (-1) cannot be negative")
 	f("negative stall", Config{Peers: ok, StallTimeout: -time.Second}, "stall timeout (-1s) cannot be negative")
@@ -601,7 +601,7 @@ func TestNewValidation(t *testing.T) {
 	if got != want {
 		t.Errorf("defaults = %+v, want %+v", got, want)
 	}
-	if p := fo.peers[0]; p.Name != "http://127.0.0.1:5001" || p.URL != "http://127.0.0.1:5001" {
+	if p := fo.peerList()[0]; p.Name != "http://127.0.0.1:5001" || p.URL != "http://127.0.0.1:5001" {
 		t.Errorf("peer = %q %q, want the URL without its slash as both", p.Name, p.URL)
 	}
 	if fo, _ := New(Config{Peers: ok, MaxRetries: -1}); fo.cfg.maxRetries != 0 {
@@ -620,7 +620,7 @@ func TestStop(t *testing.T) {
 	if err := f.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	s := f.NewSession(context.Background(), f.peers, 1)
+	s := f.NewSession(context.Background(), f.peerList(), 1)
 	blocks := randomBlocks(t, 90, 10, 1<<10, mh.SHA2_256)
 	putErr := make(chan error, 1)
 	go func() {
@@ -651,7 +651,7 @@ func TestCloseContext(t *testing.T) {
 	t.Parallel()
 	fake := newFakeKubo(t, fakeID("Stuck"), 1<<30, stallForever)
 	f := startFanout(t, Config{Peers: []PeerConfig{{Name: "stuck", URL: fake.URL()}}})
-	s := f.NewSession(context.Background(), f.peers, 1)
+	s := f.NewSession(context.Background(), f.peerList(), 1)
 	putAll(t, s, randomBlocks(t, 91, 3, 1<<10, mh.SHA2_256))
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
@@ -685,47 +685,13 @@ func TestPinStall(t *testing.T) {
 	f := startFanout(t, Config{Peers: []PeerConfig{{Name: "slow", URL: fake.URL()}}, StallTimeout: 300 * time.Millisecond, MaxRetries: -1})
 	c := randomBlocks(t, 92, 1, 10, mh.SHA2_256)[0].c
 	start := time.Now()
-	res, err := f.Pin(context.Background(), f.peers, c, "")
+	res, err := f.Pin(context.Background(), f.peerList(), c, "")
 	wantErr(t, err, ErrQuorum, "slow", "peer stalled", c.String())
 	if !errors.Is(res.Failed["slow"], ErrStalled) {
 		t.Errorf("Failed = %v, want slow stalled", res.Failed)
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("Pin took %v to notice the stall", d)
-	}
-}
-
-func TestLineReader(t *testing.T) {
-	t.Parallel()
-	long := strings.Repeat("x", 10000)
-	r := newLineReader(strings.NewReader("a\n\n  b  \r\n" + long + "\nlast"))
-	var got []string
-	for {
-		line, err := r.next()
-		if err != nil {
-			break
-		}
-		got = append(got, string(line))
-	}
-	if want := []string{"a", "b", long, "last"}; !slices.Equal(got, want) {
-		t.Errorf("lines = %.20q, want %.20q", got, want)
-	}
-	// Data and io.EOF from the same Read.
-	r = newLineReader(iotest.DataErrReader(strings.NewReader("1\n2\n3")))
-	got = got[:0]
-	for {
-		line, err := r.next()
-		if err != nil {
-			break
-		}
-		got = append(got, string(line))
-	}
-	if want := []string{"1", "2", "3"}; !slices.Equal(got, want) {
-		t.Errorf("lines = %q, want %q", got, want)
-	}
-	_, err := newLineReader(strings.NewReader(strings.Repeat("y", maxResponseLine+1))).next()
-	if err == nil || !strings.Contains(err.Error(), "line longer than") {
-		t.Errorf("overlong line: error = %v", err)
 	}
 }
 
@@ -749,7 +715,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 3 {
-		s := f.NewSession(context.Background(), f.peers, 2)
+		s := f.NewSession(context.Background(), f.peerList(), 2)
 		putAll(t, s, randomBlocks(t, uint64(95+i), 40, 20<<10, mh.SHA2_256))
 		if _, err := s.Close(context.Background()); err != nil {
 			t.Fatalf("Close: %v", err)

@@ -51,7 +51,7 @@ func BenchmarkFanout(b *testing.B) {
 		targets := ds[:n]
 		f := startFanout(b, Config{Peers: peerConfigs(targets)})
 		fanout := func(blocks []testBlock) {
-			s := f.NewSession(context.Background(), f.peers, n)
+			s := f.NewSession(context.Background(), f.peerList(), n)
 			putAll(b, s, blocks)
 			if _, err := s.Close(context.Background()); err != nil {
 				b.Fatalf("Close: %v", err)

@@ -17,6 +17,8 @@ import (
 	cid "github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multicodec"
 	mh "github.com/multiformats/go-multihash"
+
+	"github.com/ingestd/ingestd/kuborpc"
 )
 
 // smallBlock: blocks up to this size are copied behind their part header
@@ -178,7 +180,7 @@ func (f *Fanout) NewSession(ctx context.Context, peers []*Peer, minOK int) *Sess
 	for _, p := range peers {
 		st := &stream{s: s, peer: p, wake: make(chan struct{}, 1)}
 		if seen[p] {
-			st.err = &permanentError{fmt.Errorf("cannot put blocks to peer %s: peer given twice", p)}
+			st.err = kuborpc.Permanent(fmt.Errorf("cannot put blocks to peer %s: peer given twice", p))
 		} else if down, why := f.knownDown(p); down {
 			st.err = fmt.Errorf("cannot put blocks to peer %s: %w: %s", p, ErrPeerUnavailable, why)
 		}
@@ -540,7 +542,7 @@ func (st *stream) run() {
 			return // the session failed or was aborted; its error says why
 		}
 		st.attempts++
-		if isPermanent(err) {
+		if kuborpc.IsPermanent(err) {
 			st.drop(fmt.Errorf("%w: %w", ErrPeerUnavailable, err))
 			return
 		}
@@ -548,13 +550,13 @@ func (st *stream) run() {
 			st.drop(fmt.Errorf("%w: gave up after %d attempts: %w", ErrPeerUnavailable, st.attempts, err))
 			return
 		}
-		d := backoff(st.attempts, err)
+		d := kuborpc.Backoff(st.attempts, err)
 		if d > cfg.stallTimeout {
 			st.drop(fmt.Errorf("%w: asked to retry after %v, beyond the stall timeout (%v): %w", ErrPeerUnavailable, d, cfg.stallTimeout, err))
 			return
 		}
 		s.f.recordErr(st.peer, err)
-		if !sleep(s.ctx, d) {
+		if !kuborpc.Sleep(s.ctx, d) {
 			return
 		}
 	}
@@ -624,16 +626,16 @@ func (st *stream) request(start, gen uint64) error {
 		"pin":             {"false"},
 		"allow-big-block": {"true"},
 	}
-	resp, err := s.f.post(ctx, st.peer, "block/put", args, body, "multipart/form-data; boundary="+s.boundary)
+	resp, err := st.peer.rpc.Post(ctx, "block/put", args, body, "multipart/form-data; boundary="+s.boundary)
 	if err != nil {
 		return causeOf(ctx, err)
 	}
 	defer resp.Body.Close()
-	r := newLineReader(resp.Body)
+	r := kuborpc.NewLineReader(resp.Body)
 	for {
-		line, err := r.next()
+		line, err := r.Next()
 		if err == io.EOF {
-			return st.endOfResponse(resp.Trailer.Get(streamErrorTrailer))
+			return st.endOfResponse(resp.Trailer.Get(kuborpc.StreamErrorTrailer))
 		}
 		if err != nil {
 			return causeOf(ctx, err)
@@ -676,6 +678,15 @@ func (st *stream) ack(line []byte) error {
 	s.mu.Unlock()
 	closeSpace(space)
 	return nil
+}
+
+// causeOf returns ctx's cause if ctx ended (a stall, a stop, the caller's
+// cancellation) instead of the I/O error that the ending produced.
+func causeOf(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return err
 }
 
 // endOfResponse checks a response that ended: kubo must have read the

@@ -25,9 +25,10 @@ const (
 	MaxErrorBody = 64 << 10
 )
 
-// streamErrorTrailer carries errors that kubo hits after its answer began
-// (go-ipfs-cmds, spec §7).
-const streamErrorTrailer = "X-Stream-Error"
+// StreamErrorTrailer is the HTTP trailer in which kubo reports errors it
+// hits after its answer began (go-ipfs-cmds, spec §7). It is known only
+// once the body has been read to its end.
+const StreamErrorTrailer = "X-Stream-Error"
 
 // Client talks to one kubo daemon's RPC API (POST <url>/api/v0/<cmd>?args).
 // It is safe for concurrent use.
@@ -158,7 +159,7 @@ func (c *Client) call(ctx context.Context, cmd string, args url.Values, out any)
 // streamError returns the error kubo put in the X-Stream-Error trailer of
 // resp, whose body must have been read to its end, or nil.
 func streamError(resp *http.Response) error {
-	if e := resp.Trailer.Get(streamErrorTrailer); e != "" {
+	if e := resp.Trailer.Get(StreamErrorTrailer); e != "" {
 		return &StreamError{Message: e}
 	}
 	return nil

@@ -75,11 +75,11 @@ func kuboError(status int, msg string, header map[string]string) http.HandlerFun
 // as kubo does for errors after its answer began.
 func streamErrorAfter(msg string, lines ...string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Trailer", streamErrorTrailer)
+		w.Header().Set("Trailer", StreamErrorTrailer)
 		for _, l := range lines {
 			io.WriteString(w, l+"\n")
 		}
-		w.Header().Set(streamErrorTrailer, msg)
+		w.Header().Set(StreamErrorTrailer, msg)
 	}
 }
 

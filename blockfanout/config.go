@@ -1,0 +1,163 @@
+package blockfanout
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/ingestd/ingestd/kuborpc"
+)
+
+// Defaults of Config. Each bounds memory or time; see the field docs.
+const (
+	// DefaultQueueBlocks is the number of blocks a session keeps for a peer
+	// that has not acknowledged them yet.
+	DefaultQueueBlocks = 128
+
+	// DefaultQueueBytes is the number of block bytes a session keeps for a
+	// peer that has not acknowledged them yet: 64 MiB, 256 blocks of the
+	// default 256 KiB chunk, so the count limit binds first for usual adds.
+	DefaultQueueBytes = 64 << 20
+
+	// DefaultStallTimeout is how long a peer may owe an acknowledgement
+	// before it is failed: IPFS Cluster's pin_timeout logic, applied to
+	// block/put.
+	DefaultStallTimeout = 60 * time.Second
+
+	// DefaultMaxRetries is how many transient errors a peer may have in one
+	// session (or one Pin) before it is dropped.
+	DefaultMaxRetries = 3
+
+	// DefaultCheckInterval is how often every peer's /api/v0/id and
+	// /api/v0/repo/stat are polled.
+	DefaultCheckInterval = 5 * time.Second
+)
+
+// PeerConfig names one IPFS (kubo) daemon.
+type PeerConfig struct {
+	// Name identifies the peer in logs, errors and Result.Failed, and can
+	// be given to Allocate and RemovePeer. Default: the URL. Names must be
+	// unique.
+	Name string
+	// URL is the base of the kubo RPC API, e.g. http://127.0.0.1:5001.
+	// Required; http or https; a trailing slash is ignored.
+	URL string
+}
+
+// Config configures a Fanout. The zero value works except for Peers.
+type Config struct {
+	// Peers are the kubo daemons blocks go to. At least one is required;
+	// more can be added later with AddPeer.
+	Peers []PeerConfig
+
+	// QueueBlocks is the most blocks a session holds for one peer until
+	// that peer acknowledges them (the peer's queue, counting blocks not
+	// yet written and blocks written but not acknowledged). When any peer
+	// of a session is that far behind, Session.Put waits. Default 128
+	// (DefaultQueueBlocks); 0 means the default. It must be at least 2:
+	// kubo acknowledges a block only once the next part has begun.
+	QueueBlocks int
+
+	// QueueBytes bounds the same queue in bytes. A queue holding fewer than
+	// two blocks always takes one more (kubo acknowledges a block only
+	// when the next begins), so the bound is max(QueueBytes, the two
+	// largest blocks). Blocks are shared by the peers of a session, so
+	// this is also the bound on the bytes one session holds. Default 64
+	// MiB (DefaultQueueBytes); 0 means the default.
+	QueueBytes int64
+
+	// StallTimeout fails a peer (then retried) that owes an
+	// acknowledgement and has for this long neither acknowledged a block
+	// nor taken a write (a block being written to a slow link is progress;
+	// a peer that takes bytes but never answers is failed once its queue is
+	// full); a pin whose progress does not grow for this long fails the
+	// same way. Waiting for the caller's next block is not a stall. Default
+	// 60s (DefaultStallTimeout); 0 means the default.
+	StallTimeout time.Duration
+
+	// MaxRetries is how many transient errors (connection refused or
+	// reset, HTTP 5xx, stall, acknowledgement mismatch) one peer may have
+	// in one session or one Pin before it is dropped. Retries back off
+	// exponentially from 100ms to 5s, or wait as long as a Retry-After
+	// header says (a Retry-After beyond StallTimeout drops the peer at
+	// once). HTTP 4xx other than 408 and 429 is not retried. Default 3
+	// (DefaultMaxRetries); 0 means the default, -1 means no retries.
+	MaxRetries int
+
+	// CheckInterval is how often each peer's liveness (/api/v0/id) and
+	// free space (/api/v0/repo/stat?size-only=true) are polled after
+	// Start. Default 5s (DefaultCheckInterval); 0 means the default.
+	CheckInterval time.Duration
+
+	// Client sends every request. It must not have a Timeout (block/put
+	// streams last as long as an add) and must allow one connection per
+	// session and peer. Default: one kuborpc.NewHTTPClient shared by every
+	// peer, whose transport keeps idle connections to each for reuse; nil
+	// means the default.
+	Client *http.Client
+}
+
+// config is Config with defaults applied.
+type config struct {
+	queueBlocks   int
+	queueBytes    int64
+	stallTimeout  time.Duration
+	maxRetries    int
+	checkInterval time.Duration
+	client        *http.Client
+}
+
+// newConfig applies the defaults to cfg and rejects contradictions. The
+// peers are checked by newPeer.
+func newConfig(cfg Config) (config, error) {
+	c := config{
+		queueBlocks:   cfg.QueueBlocks,
+		queueBytes:    cfg.QueueBytes,
+		stallTimeout:  cfg.StallTimeout,
+		maxRetries:    cfg.MaxRetries,
+		checkInterval: cfg.CheckInterval,
+		client:        cfg.Client,
+	}
+	switch {
+	case c.queueBlocks == 0:
+		c.queueBlocks = DefaultQueueBlocks
+	case c.queueBlocks < 2:
+		return config{}, fmt.Errorf("queue blocks (%d) cannot be lower than 2: kubo acknowledges a block only when the next one begins", c.queueBlocks)
+	}
+	switch {
+	case c.queueBytes == 0:
+		c.queueBytes = DefaultQueueBytes
+	case c.queueBytes < 0:
+		return config{}, fmt.Errorf("queue bytes (%d) cannot be negative", c.queueBytes)
+	}
+	switch {
+	case c.stallTimeout == 0:
+		c.stallTimeout = DefaultStallTimeout
+	case c.stallTimeout < 0:
+		return config{}, fmt.Errorf("stall timeout (%v) cannot be negative", c.stallTimeout)
+	}
+	switch {
+	case c.maxRetries == 0:
+		c.maxRetries = DefaultMaxRetries
+	case c.maxRetries == -1:
+		c.maxRetries = 0
+	case c.maxRetries < -1:
+		return config{}, fmt.Errorf("max retries (%d) cannot be lower than -1", c.maxRetries)
+	}
+	switch {
+	case c.checkInterval == 0:
+		c.checkInterval = DefaultCheckInterval
+	case c.checkInterval < 0:
+		return config{}, fmt.Errorf("check interval (%v) cannot be negative", c.checkInterval)
+	}
+	if c.client == nil {
+		c.client = kuborpc.NewHTTPClient()
+	} else if c.client.Timeout != 0 {
+		return config{}, fmt.Errorf("client timeout (%v) must be 0: block/put streams last as long as an add; use StallTimeout", c.client.Timeout)
+	}
+	if len(cfg.Peers) == 0 {
+		return config{}, errors.New("no peers configured")
+	}
+	return c, nil
+}

@@ -1,0 +1,321 @@
+package blockfanout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ingestd/ingestd/kuborpc"
+)
+
+// minCheckTimeout is the least time a liveness check gets, so that a short
+// CheckInterval (tests) does not fail a busy daemon.
+const minCheckTimeout = 5 * time.Second
+
+// Peer is one kubo daemon of a Fanout. Name and URL never change; the kubo
+// peer ID is learned from /api/v0/id (see ID). A Peer stays usable after
+// RemovePeer: sessions and pins given it keep sending to it.
+type Peer struct {
+	Name string
+	URL  string // without a trailing slash
+
+	rpc *kuborpc.Client
+	id  atomic.Pointer[string]
+
+	// Guarded by Fanout.mu.
+	checked   bool
+	alive     bool
+	freeSpace uint64
+	addrs     []string
+	lastErr   string
+	lastCheck time.Time
+}
+
+// ID returns the kubo peer ID of p, "" until p has answered /api/v0/id.
+func (p *Peer) ID() string {
+	if id := p.id.Load(); id != nil {
+		return *id
+	}
+	return ""
+}
+
+// RPC returns the client of p's kubo RPC API, which sends with the
+// Fanout's Config.Client.
+func (p *Peer) RPC() *kuborpc.Client { return p.rpc }
+
+// String returns "name (url, id X)", the form errors use.
+func (p *Peer) String() string {
+	id := p.ID()
+	if id == "" {
+		id = "unknown"
+	}
+	return fmt.Sprintf("%s (%s, id %s)", p.Name, p.URL, id)
+}
+
+// PeerStatus is a snapshot of a peer's state, from the last check.
+type PeerStatus struct {
+	Peer      *Peer
+	ID        string   // kubo peer ID, "" until known
+	Alive     bool     // the last /api/v0/id check succeeded
+	FreeSpace uint64   // StorageMax - RepoSize from the last repo/stat
+	Addresses []string // swarm multiaddrs from /api/v0/id
+	LastErr   string   // the last error seen with this peer, "" if none
+	LastCheck time.Time
+}
+
+// newPeer validates pc and makes its Peer; its name defaults to its URL.
+func (f *Fanout) newPeer(pc PeerConfig) (*Peer, error) {
+	rpc, err := kuborpc.New(pc.URL, f.cfg.client)
+	if err != nil {
+		return nil, err
+	}
+	name := pc.Name
+	if name == "" {
+		name = rpc.URL()
+	}
+	return &Peer{Name: name, URL: rpc.URL(), rpc: rpc}, nil
+}
+
+// conflict reports whether p has the name or URL of one of peers.
+func conflict(peers []*Peer, p *Peer) error {
+	for _, q := range peers {
+		switch {
+		case q.Name == p.Name:
+			return fmt.Errorf("peer name %q is already in use", p.Name)
+		case q.URL == p.URL:
+			return fmt.Errorf("peer URL %q is already in use (by %s)", p.URL, q.Name)
+		}
+	}
+	return nil
+}
+
+// peerList returns the current peers. The slice is never modified.
+func (f *Fanout) peerList() []*Peer {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.peers
+}
+
+// Peers returns the state of every peer, in the order they were
+// configured or added.
+func (f *Fanout) Peers() []PeerStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]PeerStatus, len(f.peers))
+	for i, p := range f.peers {
+		out[i] = p.statusLocked()
+	}
+	return out
+}
+
+// statusLocked returns p's status; f.mu must be held.
+func (p *Peer) statusLocked() PeerStatus {
+	return PeerStatus{
+		Peer:      p,
+		ID:        p.ID(),
+		Alive:     p.alive,
+		FreeSpace: p.freeSpace,
+		Addresses: slices.Clone(p.addrs),
+		LastErr:   p.lastErr,
+		LastCheck: p.lastCheck,
+	}
+}
+
+func (f *Fanout) checkLoop() {
+	t := time.NewTicker(f.cfg.checkInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.stopCtx.Done():
+			return
+		case <-t.C:
+			f.checkAll(f.stopCtx)
+		}
+	}
+}
+
+// checkAll checks every peer concurrently and returns when all are done.
+func (f *Fanout) checkAll(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, p := range f.peerList() {
+		wg.Go(func() { f.checkPeer(ctx, p) })
+	}
+	wg.Wait()
+}
+
+// checkPeer asks p for /api/v0/id and /api/v0/repo/stat and records the
+// outcome.
+func (f *Fanout) checkPeer(ctx context.Context, p *Peer) {
+	ctx, cancel := context.WithTimeout(ctx, max(f.cfg.checkInterval, minCheckTimeout))
+	defer cancel()
+	id, err := p.rpc.ID(ctx)
+	var stat kuborpc.RepoStat
+	if err == nil {
+		stat, err = p.rpc.RepoStat(ctx)
+	}
+	if ctx.Err() != nil && f.stopCtx.Err() != nil {
+		return // stopping: keep the last real outcome
+	}
+
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p.checked = true
+	p.lastCheck = time.Now()
+	if err != nil {
+		p.alive = false
+		p.lastErr = err.Error()
+		return
+	}
+	if id.ID != p.ID() {
+		p.id.Store(&id.ID)
+	}
+	p.alive = true
+	p.addrs = id.Addresses
+	p.freeSpace = 0
+	if stat.StorageMax > stat.RepoSize {
+		p.freeSpace = stat.StorageMax - stat.RepoSize
+	}
+	p.lastErr = ""
+}
+
+// recordErr remembers err as p's last error (shown by Peers).
+func (f *Fanout) recordErr(p *Peer, err error) {
+	f.mu.Lock()
+	p.lastErr = err.Error()
+	f.mu.Unlock()
+}
+
+// knownDown reports whether the last check found p down, with its error.
+func (f *Fanout) knownDown(p *Peer) (bool, string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return p.checked && !p.alive, p.lastErr
+}
+
+// Allocate picks the peers an add goes to, as IPFS Cluster's allocator does
+// (spec §4.6): first the user allocations, in their order, that name a live
+// peer (by kubo peer ID or by Name; others are skipped), then the other
+// live peers with the most free space first (ties in configuration order).
+// It returns up to rmax peers; rmax -1 means every live peer. It fails with
+// ErrNotEnoughPeers when fewer than rmin are live; rmin -1 means every live
+// peer, of which there must be at least one. rmin and rmax (IPFS Cluster's
+// replication factors) are both -1 or both positive with rmin <= rmax. A
+// peer is live if its last check (see Start) succeeded.
+func (f *Fanout) Allocate(rmin, rmax int, user []string) ([]*Peer, error) {
+	switch {
+	case (rmin == -1) != (rmax == -1):
+		return nil, fmt.Errorf("cannot allocate peers: replication factors min %d and max %d must both be -1 or both positive", rmin, rmax)
+	case rmin != -1 && (rmin < 1 || rmax < rmin):
+		return nil, fmt.Errorf("cannot allocate peers: invalid replication factors min %d, max %d: want 1 <= min <= max", rmin, rmax)
+	}
+
+	type candidate struct {
+		p    *Peer
+		free uint64
+	}
+	f.mu.Lock()
+	total := len(f.peers)
+	var live []candidate
+	var down []string
+	for _, p := range f.peers {
+		if p.alive {
+			live = append(live, candidate{p, p.freeSpace})
+			continue
+		}
+		reason := p.lastErr
+		if !p.checked {
+			reason = "not checked yet"
+		}
+		down = append(down, fmt.Sprintf("%s: %s", p, reason))
+	}
+	f.mu.Unlock()
+
+	need := rmin
+	if rmin == -1 {
+		need = 1
+	}
+	if len(live) < need {
+		msg := fmt.Sprintf("need at least %d, %d of %d live", need, len(live), total)
+		if len(down) > 0 {
+			msg += "; down: " + strings.Join(down, "; ")
+		}
+		return nil, fmt.Errorf("cannot allocate peers: %w: %s", ErrNotEnoughPeers, msg)
+	}
+
+	out := make([]*Peer, 0, len(live))
+	picked := make(map[*Peer]bool, len(live))
+	for _, u := range user {
+		for _, c := range live {
+			if !picked[c.p] && (u == c.p.ID() || u == c.p.Name) {
+				picked[c.p] = true
+				out = append(out, c.p)
+				break
+			}
+		}
+	}
+	slices.SortStableFunc(live, func(a, b candidate) int {
+		switch {
+		case a.free > b.free:
+			return -1
+		case a.free < b.free:
+			return 1
+		}
+		return 0
+	})
+	for _, c := range live {
+		if !picked[c.p] {
+			out = append(out, c.p)
+		}
+	}
+	if rmax != -1 && len(out) > rmax {
+		out = out[:rmax]
+	}
+	return out, nil
+}
+
+// ConnectAll connects every live peer to every other one over the IPFS
+// swarm (kubo swarm/connect with the addresses the other peer reported in
+// /api/v0/id, loopback included), so that peers can fetch blocks from each
+// other over bitswap: what IPFS Cluster relies on for local=true adds. It
+// re-checks all peers first, makes one call per pair, and joins the errors
+// of the pairs that failed.
+func (f *Fanout) ConnectAll(ctx context.Context) error {
+	f.checkAll(ctx)
+	type target struct {
+		p     *Peer
+		addrs []string
+	}
+	var live []target
+	for _, st := range f.Peers() {
+		if st.Alive && st.ID != "" && len(st.Addresses) > 0 {
+			addrs := make([]string, len(st.Addresses))
+			for i, a := range st.Addresses {
+				if !strings.Contains(a, "/p2p/") {
+					a += "/p2p/" + st.ID
+				}
+				addrs[i] = a
+			}
+			live = append(live, target{st.Peer, addrs})
+		}
+	}
+	errs := make([]error, len(live))
+	var wg sync.WaitGroup
+	for i, from := range live {
+		wg.Go(func() {
+			var perPeer []error
+			for _, to := range live[i+1:] {
+				if err := from.p.rpc.SwarmConnect(ctx, to.addrs); err != nil {
+					perPeer = append(perPeer, fmt.Errorf("cannot connect peer %s to %s: %w", from.p, to.p, err))
+				}
+			}
+			errs[i] = errors.Join(perPeer...)
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
