@@ -119,6 +119,7 @@ func TestKubo(t *testing.T) {
 	t.Run("SlowPeer", func(t *testing.T) { t.Parallel(); testSlowPeer(t, ds) })
 	t.Run("ConnectAll", func(t *testing.T) { t.Parallel(); testConnectAll(t, ds) })
 	t.Run("FaultyPeer", func(t *testing.T) { t.Parallel(); testFaultyPeer(t, ds[:2]) })
+	t.Run("AddPeer", func(t *testing.T) { t.Parallel(); testAddPeer(t, ds) })
 }
 
 // testReplicate streams a UnixFS DAG of a few hundred blocks to three

@@ -19,6 +19,11 @@
 // Memory is bounded per session (Config.QueueBytes), so the number of
 // concurrent adds (the REST layer's admission control) bounds the total.
 //
+// Peers can join and leave while the Fanout runs (AddPeer, RemovePeer); a
+// session or pin keeps the peers it was given. Every call to kubo goes
+// through package kuborpc (Peer.RPC), which also holds the retry policy
+// and the bounded NDJSON reader used here.
+//
 // # Wire
 //
 // Each peer of a session gets one long-lived streaming

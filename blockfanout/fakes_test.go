@@ -30,6 +30,7 @@ type fakeKubo struct {
 	repoSize   uint64
 	storageMax uint64
 	puts       []time.Time // when each block/put request came
+	idCalls    int         // /api/v0/id requests: liveness checks
 }
 
 func newFakeKubo(t testing.TB, id string, free uint64, blockPut http.HandlerFunc) *fakeKubo {
@@ -45,6 +46,9 @@ func (k *fakeKubo) URL() string { return k.srv.URL }
 func (k *fakeKubo) serve(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/api/v0/id":
+		k.mu.Lock()
+		k.idCalls++
+		k.mu.Unlock()
 		writeJSON(w, map[string]any{"ID": k.id, "Addresses": []string{}})
 	case "/api/v0/repo/stat":
 		k.mu.Lock()
@@ -75,6 +79,20 @@ func (k *fakeKubo) putTimes() []time.Time {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return append([]time.Time(nil), k.puts...)
+}
+
+// checks returns how many liveness checks k has answered.
+func (k *fakeKubo) checks() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.idCalls
+}
+
+// setFree changes the free space k reports.
+func (k *fakeKubo) setFree(free uint64) {
+	k.mu.Lock()
+	k.repoSize = k.storageMax - free
+	k.mu.Unlock()
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -24,6 +24,8 @@ var (
 	ErrStalled = errors.New("blockfanout: peer stalled")
 	// ErrStopped: the Fanout was stopped.
 	ErrStopped = errors.New("blockfanout: fanout stopped")
+	// ErrUnknownPeer: RemovePeer was given a name or ID that no peer has.
+	ErrUnknownPeer = errors.New("blockfanout: unknown peer")
 )
 
 // Fanout sends blocks to a set of kubo daemons and pins on them. Create it

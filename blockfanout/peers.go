@@ -1,6 +1,7 @@
 package blockfanout
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -92,6 +93,72 @@ func conflict(peers []*Peer, p *Peer) error {
 		}
 	}
 	return nil
+}
+
+// AddPeer adds a kubo daemon to the Fanout, validated as by New (and
+// refused if its name or URL is in use), and checks it once before it
+// joins, so that its kubo peer ID is known if it answered; later checks
+// include it. A peer that does not answer is added anyway and marked down,
+// as New does: the returned status says so (Alive false, LastErr). AddPeer
+// fails if ctx ends before the check did, or once f is stopped.
+func (f *Fanout) AddPeer(ctx context.Context, pc PeerConfig) (PeerStatus, error) {
+	p, err := f.newPeer(pc)
+	if err != nil {
+		return PeerStatus{}, fmt.Errorf("cannot add peer %q: %w", cmp.Or(pc.Name, pc.URL), err)
+	}
+	if err := f.admit(p, false); err != nil {
+		return PeerStatus{}, err
+	}
+	ctx, cancel := mergeCancel(ctx, f.stopCtx)
+	defer cancel()
+	f.checkPeer(ctx, p)
+	if ctx.Err() != nil {
+		return PeerStatus{}, fmt.Errorf("cannot add peer %s: %w", p, context.Cause(ctx))
+	}
+	// Checked again: another AddPeer may have taken the name meanwhile.
+	if err := f.admit(p, true); err != nil {
+		return PeerStatus{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return p.statusLocked(), nil
+}
+
+// admit fails if f is stopped or p conflicts with a peer of f; otherwise
+// it adds p if add is set.
+func (f *Fanout) admit(p *Peer, add bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	err := conflict(f.peers, p)
+	if f.stopped {
+		err = ErrStopped
+	}
+	if err != nil {
+		return fmt.Errorf("cannot add peer %s: %w", p, err)
+	}
+	if add {
+		f.peers = append(slices.Clip(f.peers), p) // a new array: readers keep the old one
+	}
+	return nil
+}
+
+// RemovePeer removes the peer named idOrName (its Name, else its kubo peer
+// ID) from f and returns its last status. It is no longer returned by
+// Peers and Allocate nor checked; sessions and pins already given it keep
+// using it. It fails with ErrUnknownPeer if no peer has that name or ID.
+func (f *Fanout) RemovePeer(idOrName string) (PeerStatus, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	i := slices.IndexFunc(f.peers, func(p *Peer) bool { return p.Name == idOrName })
+	if i < 0 && idOrName != "" {
+		i = slices.IndexFunc(f.peers, func(p *Peer) bool { return p.ID() == idOrName })
+	}
+	if i < 0 {
+		return PeerStatus{}, fmt.Errorf("cannot remove peer %q: %w", idOrName, ErrUnknownPeer)
+	}
+	st := f.peers[i].statusLocked()
+	f.peers = slices.Delete(slices.Clone(f.peers), i, i+1) // a new array: readers keep the old one
+	return st, nil
 }
 
 // peerList returns the current peers. The slice is never modified.
