@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/cockroachdb/pebble/v2 v2.1.5
+	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/ipfs/boxo v0.40.0
 	github.com/ipfs/go-block-format v0.2.3
 	github.com/ipfs/go-cid v0.6.1

@@ -52,6 +52,11 @@ type Config struct {
 	// ShutdownTimeout bounds how long Shutdown lets in-flight adds finish
 	// before cancelling them. Default 30s.
 	ShutdownTimeout time.Duration
+	// BasicAuth maps user names to passwords (IPFS Cluster's
+	// basic_auth_credentials). Empty: no auth, as IPFS Cluster's default.
+	// Every request but GET /health and CORS preflights then needs Basic
+	// credentials or a token from POST /token (auth.go, docs/rest-api.md).
+	BasicAuth map[string]string
 }
 
 // Server is the IPFS Cluster REST API of ingestd.
@@ -75,6 +80,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.PeerID == "" || !validPeerID(cfg.PeerID) {
 		return nil, fmt.Errorf("cannot create server: peer ID %q is not valid", cfg.PeerID)
 	}
+	if err := checkCredentials(cfg.BasicAuth); err != nil {
+		return nil, fmt.Errorf("cannot create server: %w", err)
+	}
 	if cfg.MaxConcurrentAdds <= 0 {
 		cfg.MaxConcurrentAdds = 16
 	}
@@ -90,7 +98,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, addSem: make(chan struct{}, cfg.MaxConcurrentAdds)}
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	s.srv = &fasthttp.Server{
-		Handler:           s.handle,
+		Handler:           s.authenticate(s.handle),
 		Name:              "ingestd",
 		StreamRequestBody: true,
 		// Without this fasthttp reads a multipart body that has a
