@@ -1,7 +1,7 @@
 package restapi
 
 import (
-	"bytes"
+	"strings"
 
 	"github.com/valyala/fasthttp"
 )
@@ -59,7 +59,7 @@ func (c *corsPolicy) handle(ctx *fasthttp.RequestCtx) bool {
 		return true
 	}
 	ctx.Response.Header.Add(fasthttp.HeaderVary, fasthttp.HeaderOrigin)
-	if len(h.Peek(fasthttp.HeaderOrigin)) == 0 || !c.methodAllowed(ctx.Method()) {
+	if len(h.Peek(fasthttp.HeaderOrigin)) == 0 || !c.methodAllowed(string(ctx.Method())) {
 		// rs/cors: simple requests with another method are still served,
 		// only without CORS headers (spec §3.3, verified with POST).
 		return false
@@ -81,21 +81,22 @@ func (c *corsPolicy) preflight(ctx *fasthttp.RequestCtx) {
 	if len(h.Peek(fasthttp.HeaderOrigin)) == 0 {
 		return
 	}
-	methods := h.PeekAll(headerReqMethod)
+	// PeekAll's result is only valid until the next PeekAll: copy it.
+	methods := peekAll(h, headerReqMethod)
 	if !c.methodAllowed(methods[0]) {
 		return
 	}
-	reqHeaders := h.PeekAll(headerReqHeaders)
+	reqHeaders := peekAll(h, headerReqHeaders)
 	if len(reqHeaders) > 0 && !c.headersAllowed(reqHeaders) {
 		return
 	}
 	ctx.Response.Header.Set(headerAllowOrigin, "*")
 	for _, m := range methods {
-		ctx.Response.Header.Add(headerAllowMethods, string(m))
+		ctx.Response.Header.Add(headerAllowMethods, m)
 	}
 	if len(reqHeaders) > 0 && len(reqHeaders[0]) > 0 {
 		for _, v := range reqHeaders {
-			ctx.Response.Header.Add(headerAllowHeaders, string(v))
+			ctx.Response.Header.Add(headerAllowHeaders, v)
 		}
 	}
 	if c.allowCredentials {
@@ -103,13 +104,23 @@ func (c *corsPolicy) preflight(ctx *fasthttp.RequestCtx) {
 	}
 }
 
+// peekAll copies every value of the request header key: rs/cors reads
+// them all where gateways split one header into several.
+func peekAll(h *fasthttp.RequestHeader, key string) []string {
+	var vs []string
+	for _, v := range h.PeekAll(key) {
+		vs = append(vs, string(v))
+	}
+	return vs
+}
+
 // methodAllowed is rs/cors' isMethodAllowed: OPTIONS is always allowed.
-func (c *corsPolicy) methodAllowed(m []byte) bool {
-	if string(m) == fasthttp.MethodOptions {
+func (c *corsPolicy) methodAllowed(m string) bool {
+	if m == fasthttp.MethodOptions {
 		return true
 	}
 	for _, a := range c.allowedMethods {
-		if string(m) == a {
+		if m == a {
 			return true
 		}
 	}
@@ -127,10 +138,10 @@ const (
 // tab on each side (trimOWS), must be allowed and come after the previous
 // one in allowedHeaders' order (so lower case, sorted, no repeats). A
 // name that is not lower case fails, as it does with rs/cors.
-func (c *corsPolicy) headersAllowed(values [][]byte) bool {
+func (c *corsPolicy) headersAllowed(values []string) bool {
 	last, empty := -1, 0
 	for _, v := range values {
-		for _, name := range bytes.Split(v, []byte{','}) {
+		for _, name := range strings.Split(v, ",") {
 			name, ok := trimOWS(name, corsMaxOWS)
 			if !ok {
 				return false
@@ -144,7 +155,7 @@ func (c *corsPolicy) headersAllowed(values [][]byte) bool {
 			}
 			pos := -1
 			for i, a := range c.allowedHeaders {
-				if string(name) == a {
+				if name == a {
 					pos = i
 					break
 				}
@@ -162,11 +173,11 @@ func (c *corsPolicy) headersAllowed(values [][]byte) bool {
 // from the right, then from the left, and fails when it would look at one
 // more byte after trimming n — so "a  " fails but a name of two spaces
 // trims to an empty element.
-func trimOWS(s []byte, n int) ([]byte, bool) {
+func trimOWS(s string, n int) (string, bool) {
 	isOWS := func(b byte) bool { return b == ' ' || b == '\t' }
 	for i := 0; len(s) > 0; i++ {
 		if i > n {
-			return nil, false
+			return "", false
 		}
 		if !isOWS(s[len(s)-1]) {
 			break
@@ -175,7 +186,7 @@ func trimOWS(s []byte, n int) ([]byte, bool) {
 	}
 	for i := 0; len(s) > 0; i++ {
 		if i > n {
-			return nil, false
+			return "", false
 		}
 		if !isOWS(s[0]) {
 			break
