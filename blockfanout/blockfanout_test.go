@@ -647,6 +647,43 @@ func TestStop(t *testing.T) {
 	}
 }
 
+// TestPinStop: Stop aborts a running pin; the peer is not to blame.
+func TestPinStop(t *testing.T) {
+	t.Parallel()
+	fake := newFakeKubo(t, fakeID("Stuck"), 1<<30, nil)
+	asked := make(chan struct{}, 1)
+	fake.pinAdd = func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+		<-r.Context().Done()
+	}
+	f, err := New(Config{Peers: []PeerConfig{{Name: "stuck", URL: fake.URL()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		res Result
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := f.Pin(context.Background(), f.peerList(), randomBlocks(t, 93, 1, 10, mh.SHA2_256)[0].c, "")
+		done <- result{res, err}
+	}()
+	<-asked
+	f.Stop()
+	r := <-done
+	wantErr(t, r.err, ErrQuorum, "stuck")
+	if failed := r.res.Failed["stuck"]; !errors.Is(failed, ErrStopped) || errors.Is(failed, ErrPeerUnavailable) {
+		t.Errorf("Failed = %v, want stuck stopped, not unavailable", r.res.Failed)
+	}
+}
+
 // TestCloseContext: Close gives up when its context ends.
 func TestCloseContext(t *testing.T) {
 	t.Parallel()
@@ -688,8 +725,8 @@ func TestPinStall(t *testing.T) {
 	start := time.Now()
 	res, err := f.Pin(context.Background(), f.peerList(), c, "")
 	wantErr(t, err, ErrQuorum, "slow", "peer stalled", c.String())
-	if !errors.Is(res.Failed["slow"], ErrStalled) {
-		t.Errorf("Failed = %v, want slow stalled", res.Failed)
+	if !errors.Is(res.Failed["slow"], ErrStalled) || !errors.Is(res.Failed["slow"], kuborpc.ErrStalled) || !errors.Is(res.Failed["slow"], ErrPeerUnavailable) {
+		t.Errorf("Failed = %v, want slow stalled and unavailable", res.Failed)
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("Pin took %v to notice the stall", d)
