@@ -1,0 +1,180 @@
+package blockfanout
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// smallBlock: blocks up to this size are copied behind their part header
+// (into the request's reused header buffer) so that header and block go
+// out in one write, one HTTP chunk and one system call; larger blocks are
+// written from the shared slice itself.
+const smallBlock = 4 << 10
+
+// writePiece: larger blocks are written in pieces of at most this size,
+// and each piece written counts as progress for the stall clock, so that a
+// big block on a slow link is not taken for a stall.
+const writePiece = 1 << 20
+
+// errRequestAborted stops the body writer of a block/put request that its
+// stream has already given up (it is being retried or was dropped).
+var errRequestAborted = errors.New("blockfanout: block/put request aborted")
+
+// putBody is the multipart body of one block/put request. The transport's
+// writer goroutine reads it (WriteTo, or Read with other transports); it
+// takes blocks from the session's log as they come and ends the body when
+// the session is closed or the next block has another prefix.
+type putBody struct {
+	st       *stream
+	gen      uint64
+	ctx      context.Context
+	wake     chan struct{}
+	boundary string
+	prefix   prefix
+	start    uint64 // first block of the request
+	next     uint64 // next block to hand over
+
+	hdr        []byte    // part header (and small block) being written
+	segs       [][]byte  // what remains to be written of the last hand-over
+	arr        [2][]byte // backing array of segs
+	eof        bool
+	unreported int // bytes Read since the last progress report
+}
+
+// advance hands over the next part (or the closing delimiter), waiting for
+// a block if needed. Whatever it handed over before has been written.
+func (b *putBody) advance() error {
+	st, s := b.st, b.st.s
+	s.mu.Lock()
+	for {
+		if st.gen != b.gen || !st.open || st.err != nil {
+			s.mu.Unlock()
+			return errRequestAborted
+		}
+		wasOwed := st.owed()
+		if st.busy {
+			st.since = time.Now() // what was handed over is written
+		}
+		st.started, st.busy = true, false
+		var blk *block
+		if b.next < s.end {
+			blk = s.at(b.next)
+		}
+		if blk != nil && blk.prefix == b.prefix {
+			b.hdr = b.hdr[:0]
+			if b.next > b.start {
+				b.hdr = append(b.hdr, "\r\n"...)
+				st.ackable = b.next // this delimiter ends the previous part
+			}
+			b.hdr = append(b.hdr, "--"...)
+			b.hdr = append(b.hdr, b.boundary...)
+			b.hdr = append(b.hdr, "\r\nContent-Disposition: form-data; name=\"file\"; filename=\""...)
+			b.hdr = append(b.hdr, blk.name...)
+			b.hdr = append(b.hdr, "\"\r\nContent-Type: application/octet-stream\r\n\r\n"...)
+			b.segs = b.arr[:0]
+			if len(blk.data) <= smallBlock {
+				b.hdr = append(b.hdr, blk.data...)
+				b.segs = append(b.segs, b.hdr)
+			} else {
+				b.segs = append(b.segs, b.hdr, blk.data)
+			}
+			b.next++
+			st.written = b.next
+			st.busy = true
+			st.touch(wasOwed)
+			s.mu.Unlock()
+			return nil
+		}
+		if blk != nil || s.closing {
+			// The end of the session, or of this prefix: close the body;
+			// the next request starts at b.next.
+			b.hdr = append(b.hdr[:0], "\r\n--"...)
+			b.hdr = append(b.hdr, b.boundary...)
+			b.hdr = append(b.hdr, "--\r\n"...)
+			b.segs = append(b.arr[:0], b.hdr)
+			b.eof = true
+			st.ackable = b.next
+			st.bodyDone = true
+			st.busy = true
+			st.touch(wasOwed)
+			s.mu.Unlock()
+			return nil
+		}
+		s.mu.Unlock()
+		select {
+		case <-b.wake:
+		case <-b.ctx.Done():
+			return context.Cause(b.ctx)
+		}
+		s.mu.Lock()
+	}
+}
+
+// progress restarts the stall clock after a piece of a large block was
+// written.
+func (b *putBody) progress() {
+	s := b.st.s
+	s.mu.Lock()
+	if b.st.gen == b.gen {
+		b.st.since = time.Now()
+	}
+	s.mu.Unlock()
+}
+
+// WriteTo writes the body to w (the transport's chunked writer): each part
+// header is one write and each large block one write per MiB, straight
+// from the block's slice.
+func (b *putBody) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	for {
+		for len(b.segs) > 0 {
+			seg := b.segs[0]
+			piece := seg[:min(len(seg), writePiece)]
+			m, err := w.Write(piece)
+			n += int64(m)
+			if err != nil {
+				return n, err
+			}
+			if len(piece) < len(seg) {
+				b.segs[0] = seg[len(piece):]
+				b.progress()
+				continue
+			}
+			b.segs = b.segs[1:]
+		}
+		if b.eof {
+			return n, nil
+		}
+		if err := b.advance(); err != nil {
+			return n, err
+		}
+	}
+}
+
+// Read implements io.Reader for transports that do not use WriteTo.
+func (b *putBody) Read(p []byte) (int, error) {
+	for len(b.segs) == 0 {
+		if b.eof {
+			return 0, io.EOF
+		}
+		if err := b.advance(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, b.segs[0])
+	b.segs[0] = b.segs[0][n:]
+	if len(b.segs[0]) == 0 {
+		b.segs = b.segs[1:]
+	}
+	if b.unreported += n; b.unreported >= writePiece {
+		b.unreported = 0
+		b.progress()
+	}
+	return n, nil
+}
+
+// Close implements io.Closer. The transport may call it concurrently with
+// WriteTo; ending a request is the stream's business (its context).
+func (b *putBody) Close() error { return nil }
