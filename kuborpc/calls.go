@@ -15,7 +15,7 @@ import (
 type IDInfo struct {
 	ID           string   // the daemon's libp2p peer ID
 	Addresses    []string // its swarm multiaddrs, each ending in /p2p/<ID>
-	AgentVersion string   // e.g. "kubo/0.42.0/"
+	AgentVersion string   // e.g. "kubo/0.42.0"
 }
 
 // ID asks the daemon who it is (id). An answer without an ID is an error:
