@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -31,6 +32,17 @@ type Config struct {
 	// Peers are kubo RPC endpoints that receive the blocks of every add and
 	// pin them, instead of the embedded store. Default none.
 	Peers []PeerConfig `json:"peers"`
+	// BasicAuth maps users to passwords; set, every request but GET /health
+	// and CORS preflights needs them or a token from POST /token. The JSON
+	// key is IPFS Cluster's, so a service.json entry can be copied. Default
+	// none: no auth, as IPFS Cluster.
+	BasicAuth map[string]string `json:"basic_auth_credentials"`
+	// TLSCert and TLSKey are PEM files; both set, the API is served over
+	// TLS only (restapi.TLSConfig). In the config file, relative paths are
+	// relative to the file's directory, as IPFS Cluster resolves them.
+	// Default "": plain HTTP.
+	TLSCert string `json:"ssl_cert_file"`
+	TLSKey  string `json:"ssl_key_file"`
 }
 
 // PeerConfig is one kubo daemon: its RPC API URL and an optional name.
@@ -65,6 +77,38 @@ func parsePeer(v string) (PeerConfig, error) {
 	return PeerConfig{Name: name, URL: u}, nil
 }
 
+// credList is the repeatable --basic-auth flag: USER:PASSWORD. Set never
+// fails: the values are parsed after the flags, because the flag package
+// would quote a rejected value, which may be a password, in its error.
+type credList []string
+
+func (l *credList) String() string { return "" }
+
+func (l *credList) Set(v string) error {
+	*l = append(*l, v)
+	return nil
+}
+
+var errBadCredential = errors.New("want USER:PASSWORD with a non-empty user and password")
+
+// addCredential parses USER:PASSWORD into creds. The password is what
+// follows the first ':', as in a Basic header, so it may hold ':'. Errors
+// name the user at most, never the value, which may be a password.
+func addCredential(creds map[string]string, v string) error {
+	user, pass, ok := strings.Cut(v, ":")
+	switch {
+	case !ok || user == "":
+		return fmt.Errorf("cannot use basic auth credentials: %w", errBadCredential)
+	case pass == "":
+		return fmt.Errorf("cannot use basic auth credentials of user %q: empty password (IPFS Cluster clients would be refused): %w", user, errBadCredential)
+	}
+	if _, dup := creds[user]; dup {
+		return fmt.Errorf("cannot use basic auth credentials of user %q: given twice", user)
+	}
+	creds[user] = pass
+	return nil
+}
+
 func (c *Config) defaults() {
 	if c.Data == "" {
 		home, err := os.UserHomeDir()
@@ -82,6 +126,18 @@ func (c *Config) validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("cannot use listen address %q: %w", c.Listen, err)
 	}
+	if c.BasicAuth != nil && len(c.BasicAuth) == 0 {
+		// As IPFS Cluster: an empty object is a mistake, not "auth off".
+		return errors.New("cannot use basic_auth_credentials: it is empty; remove it to turn auth off")
+	}
+	for u, p := range c.BasicAuth {
+		if u == "" || p == "" || strings.Contains(u, ":") {
+			return fmt.Errorf("cannot use basic auth credentials of user %q: the user must be non-empty without ':', the password non-empty", u)
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("cannot use TLS: certificate %q and key %q must be given together", c.TLSCert, c.TLSKey)
+	}
 	return nil
 }
 
@@ -96,6 +152,10 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*C
 	var peers peerList
 	fs.Var(&peers, "peer", "kubo RPC API that receives and pins the blocks, [NAME=]http://HOST:PORT; repeatable (env INGESTD_PEERS, comma-separated)")
 	noFsync := fs.Bool("no-fsync", false, "do not fsync before acknowledging an add: survives kill -9, not power loss, like kubo's default store (env INGESTD_NO_FSYNC=true)")
+	var creds credList
+	fs.Var(&creds, "basic-auth", "require Basic auth or a token from POST /token with USER:PASSWORD; repeatable (env INGESTD_BASIC_AUTH, comma-separated; the environment or config file keep passwords out of ps)")
+	tlsCert := fs.String("tls-cert", "", "serve over TLS with this PEM certificate (env INGESTD_TLS_CERT; needs --tls-key)")
+	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert (env INGESTD_TLS_KEY)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -113,6 +173,11 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*C
 		if err := dec.Decode(c); err != nil {
 			return nil, fmt.Errorf("cannot parse config file %s: %w", *cfgFile, err)
 		}
+		for _, p := range []*string{&c.TLSCert, &c.TLSKey} {
+			if *p != "" && !filepath.IsAbs(*p) {
+				*p = filepath.Join(filepath.Dir(*cfgFile), *p)
+			}
+		}
 	}
 	for _, o := range []struct {
 		env  string
@@ -122,6 +187,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*C
 		{"INGESTD_DATA", *data, &c.Data},
 		{"INGESTD_LISTEN", *listen, &c.Listen},
 		{"INGESTD_PEERNAME", *peername, &c.PeerName},
+		{"INGESTD_TLS_CERT", *tlsCert, &c.TLSCert},
+		{"INGESTD_TLS_KEY", *tlsKey, &c.TLSKey},
 	} {
 		if v := getenv(o.env); v != "" {
 			*o.dst = v
@@ -142,6 +209,24 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*C
 	}
 	if len(peers) > 0 {
 		c.Peers = peers
+	}
+	// Each source replaces the whole set of users of the one below it, as
+	// for peers: a flag never adds a user to the file's.
+	if v := getenv("INGESTD_BASIC_AUTH"); v != "" {
+		c.BasicAuth = map[string]string{}
+		for _, e := range strings.Split(v, ",") {
+			if err := addCredential(c.BasicAuth, e); err != nil {
+				return nil, fmt.Errorf("cannot parse INGESTD_BASIC_AUTH: %w", err)
+			}
+		}
+	}
+	if len(creds) > 0 {
+		c.BasicAuth = map[string]string{}
+		for _, e := range creds {
+			if err := addCredential(c.BasicAuth, e); err != nil {
+				return nil, fmt.Errorf("cannot parse --basic-auth: %w", err)
+			}
+		}
 	}
 	if v := getenv("INGESTD_NO_FSYNC"); v != "" {
 		b, err := strconv.ParseBool(v)

@@ -12,6 +12,9 @@
 //	--peername NAME   INGESTD_PEERNAME "peername"
 //	--no-fsync        INGESTD_NO_FSYNC "no_fsync" (default false: fsync before an add is acknowledged)
 //	--peer [NAME=]URL INGESTD_PEERS    "peers": [{"name","url"}] (repeatable; default none)
+//	--basic-auth U:P  INGESTD_BASIC_AUTH "basic_auth_credentials": {"user":"password"} (repeatable; comma-separated in env; default none: no auth)
+//	--tls-cert FILE   INGESTD_TLS_CERT "ssl_cert_file" (PEM; with --tls-key; default "": plain HTTP)
+//	--tls-key FILE    INGESTD_TLS_KEY  "ssl_key_file"
 //
 // With no peer, blocks go to the embedded store. With peers (kubo RPC API
 // URLs), every add streams its blocks to the allocated peers and pins there

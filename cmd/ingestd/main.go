@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log"
@@ -34,6 +35,14 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 		return err
 	}
 	logger := log.New(stderr, "ingestd: ", log.LstdFlags)
+	// Load the certificate before anything else starts, so that a bad
+	// file stops the daemon at once with its name in the error.
+	var tlsCfg *tls.Config
+	if cfg.TLSCert != "" {
+		if tlsCfg, err = restapi.LoadTLSConfig(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return err
+		}
+	}
 	// Catch signals before anything is served: a SIGTERM that arrives
 	// while the first requests run must stop the server gracefully, not
 	// kill it with the default disposition.
@@ -72,12 +81,13 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 		}
 	}
 	srv, err := restapi.New(restapi.Config{
-		PeerID:   peerID,
-		PeerName: cfg.PeerName,
-		Store:    store,
-		Pins:     pinner.NewStore(store.Datastore()),
-		Pool:     pool,
-		Fanout:   fanout,
+		PeerID:    peerID,
+		PeerName:  cfg.PeerName,
+		Store:     store,
+		Pins:      pinner.NewStore(store.Datastore()),
+		Pool:      pool,
+		Fanout:    fanout,
+		BasicAuth: cfg.BasicAuth,
 	})
 	if err != nil {
 		return err
@@ -86,7 +96,18 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", cfg.Listen, err)
 	}
-	logger.Printf("peer %s serving the IPFS Cluster REST API on http://%s (data in %s)", peerID, ln.Addr(), cfg.Data)
+	scheme := "http"
+	if tlsCfg != nil {
+		ln, scheme = tls.NewListener(ln, tlsCfg), "https"
+	}
+	auth := "no auth"
+	if len(cfg.BasicAuth) > 0 {
+		auth = fmt.Sprintf("basic auth for %d users", len(cfg.BasicAuth))
+		if tlsCfg == nil {
+			auth += " (over plain HTTP: passwords and tokens travel in clear)"
+		}
+	}
+	logger.Printf("peer %s serving the IPFS Cluster REST API on %s://%s, %s (data in %s)", peerID, scheme, ln.Addr(), auth, cfg.Data)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	select {

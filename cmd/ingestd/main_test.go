@@ -35,7 +35,7 @@ type proc struct {
 	exit chan error
 }
 
-var addrRe = regexp.MustCompile(`on http://(127\.0\.0\.1:\d+)`)
+var addrRe = regexp.MustCompile(`on (https?://127\.0\.0\.1:\d+)`)
 
 // start runs the binary and waits for it to log its address.
 func start(t *testing.T, bin string, args ...string) *proc {
@@ -66,7 +66,7 @@ func start(t *testing.T, bin string, args ...string) *proc {
 	})
 	select {
 	case a := <-found:
-		p.url = "http://" + a
+		p.url = a
 	case err := <-p.exit:
 		t.Fatalf("ingestd exited: %v\n%s", err, p.logs)
 	case <-time.After(30 * time.Second):
