@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -102,6 +103,7 @@ type Store struct {
 	log    *blockLog
 	meta   datastore.Batching
 	noSync bool
+	dir    string
 	closed atomic.Bool
 }
 
@@ -139,8 +141,19 @@ func open(dir string, opts Options, popts *pebble.Options) (*Store, error) {
 		log:    log,
 		meta:   namespace.Wrap(ds, metaPrefix),
 		noSync: opts.NoSync,
+		dir:    dir,
 	}
 	return s, nil
+}
+
+// FreeSpace returns the bytes an unprivileged writer can still use on the
+// store's file system: the freespace metric of the embedded peer.
+func (s *Store) FreeSpace() (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.dir, &st); err != nil {
+		return 0, fmt.Errorf("cannot stat the file system of %s: %w", s.dir, err)
+	}
+	return st.Bavail * uint64(st.Bsize), nil
 }
 
 // pebbleOptions returns the pebble settings; see the constants above.

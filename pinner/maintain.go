@@ -21,7 +21,7 @@ func (p *Pinner) maintain() {
 	nextReconcile := now.Add(p.cfg.ReconcileInterval)
 	nextRecover := now.Add(p.cfg.RecoverInterval)
 	nextExpiry := now
-	t := time.NewTicker(min(tick, p.cfg.ExpiryInterval, p.cfg.ReconcileInterval))
+	t := time.NewTicker(min(tick, p.cfg.ExpiryInterval, p.cfg.ReconcileInterval, p.cfg.MetricTTL))
 	defer t.Stop()
 	for {
 		now := time.Now()

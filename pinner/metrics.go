@@ -18,7 +18,8 @@ const (
 	MetricPinQueue  = "pinqueue"
 )
 
-// metricTTL is how long a metric stays valid: a peer whose ping is older
+// metricTTL is the default of Config.MetricTTL: how long a metric stays
+// valid; a peer whose ping is older
 // raises an alert (IPFS Cluster's monitor does the same with its TTLs).
 const metricTTL = 30 * time.Second
 
@@ -56,7 +57,7 @@ func (p *Pinner) Metrics(name string) []Metric {
 	out := []Metric{}
 	now := time.Now()
 	for _, t := range p.peersFor(false) {
-		m := Metric{Name: name, Peer: t.ID, Valid: true, ReceivedAt: now.UnixNano(), Expire: now.Add(metricTTL).UnixNano()}
+		m := Metric{Name: name, Peer: t.ID, Valid: true, ReceivedAt: now.UnixNano(), Expire: now.Add(p.cfg.MetricTTL).UnixNano()}
 		switch name {
 		case MetricPing:
 			if !t.Alive {
@@ -108,10 +109,10 @@ func (p *Pinner) watchLiveness(now time.Time) {
 			p.lastPing[t.ID] = now
 		case !known:
 			p.lastPing[t.ID] = now // first seen down: the TTL starts now
-		case !last.IsZero() && now.Sub(last) >= metricTTL:
+		case !last.IsZero() && now.Sub(last) >= p.cfg.MetricTTL:
 			a := Alert{Metric: Metric{
 				Name: MetricPing, Peer: t.ID, Value: t.Err, Valid: true,
-				Expire: last.Add(metricTTL).UnixNano(), ReceivedAt: last.UnixNano(),
+				Expire: last.Add(p.cfg.MetricTTL).UnixNano(), ReceivedAt: last.UnixNano(),
 			}, TriggeredAt: now}
 			p.alerts = slices.Insert(p.alerts, 0, a)
 			if len(p.alerts) > maxAlerts {

@@ -76,6 +76,9 @@ type Config struct {
 	// complete in the embedded store; an error says what is missing. Used
 	// in the embedded mode only. nil: every pin counts as complete.
 	LocalCheck func(ctx context.Context, c cid.Cid, recursive bool) error
+	// LocalFreeSpace reports the embedded store's free bytes (the
+	// freespace metric and allocation weight of Self). nil: 0.
+	LocalFreeSpace func() uint64
 	// LocalResolve resolves an /ipfs/ path with sub-path in the embedded
 	// store. nil: such paths need a kubo peer.
 	LocalResolve func(ctx context.Context, path string) (cid.Cid, error)
@@ -95,6 +98,9 @@ type Config struct {
 	RecoverInterval time.Duration
 	// ExpiryInterval: see DefaultExpiryInterval. 0 means the default.
 	ExpiryInterval time.Duration
+	// MetricTTL is how long a peer's ping stays valid: a peer not seen
+	// alive for longer raises an alert. Default 30s; 0 means the default.
+	MetricTTL time.Duration
 	// Logger receives one line per background failure. Default: the
 	// standard logger.
 	Logger *log.Logger
@@ -148,6 +154,7 @@ func New(cfg Config) (*Pinner, error) {
 	defD(&cfg.ReconcileInterval, DefaultReconcileInterval)
 	defD(&cfg.RecoverInterval, DefaultRecoverInterval)
 	defD(&cfg.ExpiryInterval, DefaultExpiryInterval)
+	defD(&cfg.MetricTTL, metricTTL)
 	if cfg.Logger == nil {
 		cfg.Logger = log.Default()
 	}
@@ -168,7 +175,11 @@ func (p *Pinner) Self() PeerState { return p.cfg.Self }
 // embedded store as Self.
 func (p *Pinner) Peers() []Target {
 	if p.cfg.Targets == nil {
-		return []Target{{PeerState: p.cfg.Self}}
+		self := p.cfg.Self
+		if p.cfg.LocalFreeSpace != nil {
+			self.FreeSpace = p.cfg.LocalFreeSpace()
+		}
+		return []Target{{PeerState: self}}
 	}
 	return p.cfg.Targets()
 }

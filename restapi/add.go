@@ -76,6 +76,14 @@ func (s *Server) handleAdd(ctx *fasthttp.RequestCtx) error {
 	if p.Shard {
 		return &StatusError{Code: fasthttp.StatusBadRequest, Err: errors.New("shard=true is not supported: ingestd pins whole DAGs")}
 	}
+	if s.cfg.Fanout == nil && !p.OnlyHash && !p.NoPin {
+		// Factors the embedded peer cannot meet are a 400 before anything
+		// is read or stored (with peers, openTarget allocates).
+		rmin, rmax := s.pinner.ResolveFactors(p.Pin.ReplicationFactorMin, p.Pin.ReplicationFactorMax)
+		if _, err := s.pinner.Allocate(rmin, rmax, p.Pin.UserAllocations); err != nil {
+			return err
+		}
+	}
 	boundary, err := multipart.Boundary(string(ctx.Request.Header.ContentType()))
 	if err != nil {
 		return err
@@ -212,10 +220,12 @@ func (s *Server) runAdd(ctx context.Context, p *AddParams, t *target, entries un
 		allocs = peerIDs(t.pinners)
 	}
 	now := time.Now()
-	for _, root := range roots {
-		if err := s.cfg.Pins.Put(ctx, s.newPin(root, &p.Pin, allocs, now)); err != nil {
-			return fmt.Errorf("cannot record pin %s: %w", root, err)
-		}
+	pins := make([]pinner.Pin, len(roots))
+	for i, root := range roots {
+		pins[i] = s.newPin(root, &p.Pin, allocs, now)
+	}
+	if err := s.pinner.RecordAdded(ctx, pins); err != nil {
+		return fmt.Errorf("cannot record the pins of %d roots: %w", len(roots), err)
 	}
 	return nil
 }
@@ -224,9 +234,13 @@ func (s *Server) runAdd(ctx context.Context, p *AddParams, t *target, entries un
 // Replication factors default to IPFS Cluster's stock -1 (everywhere);
 // then, as in IPFS Cluster, the allocations are [].
 func (s *Server) newPin(root cid.Cid, po *PinOptions, allocs []string, now time.Time) pinner.Pin {
-	rmin, rmax := replication(po)
+	rmin, rmax := s.pinner.ResolveFactors(po.ReplicationFactorMin, po.ReplicationFactorMax)
 	if rmin == -1 && rmax == -1 {
 		allocs = []string{}
+	}
+	mode, depth := pinner.ModeRecursive, -1
+	if po.Mode == pinner.ModeDirect {
+		mode, depth = pinner.ModeDirect, 0
 	}
 	meta := po.Metadata
 	if meta == nil {
@@ -236,16 +250,16 @@ func (s *Server) newPin(root cid.Cid, po *PinOptions, allocs []string, now time.
 		ReplicationFactorMin: rmin,
 		ReplicationFactorMax: rmax,
 		Name:                 po.Name,
-		Mode:                 "recursive",
+		Mode:                 mode,
 		ShardSize:            po.ShardSize,
 		UserAllocations:      po.UserAllocations,
 		ExpireAt:             po.ExpireAt,
 		Metadata:             meta,
 		Origins:              po.Origins,
 		Cid:                  pinner.CID{Cid: root},
-		Type:                 "pin",
+		Type:                 pinner.TypePin,
 		Allocations:          allocs,
-		MaxDepth:             -1,
+		MaxDepth:             depth,
 		Timestamp:            now,
 	}
 }

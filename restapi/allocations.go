@@ -2,7 +2,6 @@ package restapi
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 
 	"github.com/valyala/fasthttp"
@@ -29,18 +28,11 @@ func (s *Server) handleAllocations(ctx *fasthttp.RequestCtx) error {
 		}
 		wantPins = pins
 	}
-	pctx, cancel := context.WithCancel(s.baseCtx)
-	s.startStream(ctx, pctx, cancel, true, func(pctx context.Context, send func([]byte) error) error {
+	s.streamJSON(ctx, func(pctx context.Context, send func(any) error) error {
 		if !wantPins {
 			return nil
 		}
-		return s.cfg.Pins.List(pctx, func(p pinner.Pin) error {
-			b, err := json.Marshal(p)
-			if err != nil {
-				return err
-			}
-			return send(append(b, '\n'))
-		})
+		return s.pinner.List(pctx, func(p pinner.Pin) error { return send(p) })
 	})
 	return nil
 }

@@ -38,9 +38,9 @@ func statusOf(err error) (int, int) {
 		return se.Code, se.RetryAfter
 	case errors.Is(err, pinner.ErrNotFound):
 		return fasthttp.StatusNotFound, 0
-	case errors.Is(err, blockfanout.ErrNotEnoughPeers):
+	case errors.Is(err, blockfanout.ErrNotEnoughPeers), errors.Is(err, pinner.ErrNotEnoughPeers):
 		return fasthttp.StatusServiceUnavailable, 5
-	case errors.Is(err, ErrBadParam),
+	case errors.Is(err, ErrBadParam), errors.Is(err, pinner.ErrBadRequest),
 		errors.Is(err, multipart.ErrMalformed),
 		errors.Is(err, multipart.ErrTooLong),
 		errors.Is(err, unixfs.ErrBadOption),
@@ -69,6 +69,11 @@ func message(err error) string {
 // writeError answers a request that has not started a response.
 func writeError(ctx *fasthttp.RequestCtx, err error) {
 	code, retry := statusOf(err)
+	if code == fasthttp.StatusMethodNotAllowed {
+		// gorilla/mux's 405 has no body and no Content-Type (spec §1.2).
+		ctx.SetStatusCode(code)
+		return
+	}
 	if retry > 0 {
 		ctx.Response.Header.Set("Retry-After", strconv.Itoa(retry))
 	}

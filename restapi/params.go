@@ -63,6 +63,7 @@ type PinOptions struct {
 	ExpireAt             time.Time
 	Metadata             map[string]string
 	Origins              []string
+	PinUpdate            cid.Cid // pin-update: the pin whose options the new one takes
 }
 
 // AddParams is everything a POST /add request says.
@@ -282,9 +283,11 @@ func parsePinOptions(q Query, po *PinOptions) error {
 		}
 	}
 	if v := q.Get("pin-update"); v != "" {
-		if _, err := cid.Decode(v); err != nil {
+		c, err := cid.Decode(v)
+		if err != nil {
 			return badParam("error decoding update option parameter: %s", err)
 		}
+		po.PinUpdate = c
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ingestd/ingestd/blockfanout"
 	"github.com/ingestd/ingestd/ingest"
+	"github.com/ingestd/ingestd/pinner"
 )
 
 // target is where one add's blocks go and who pins them: the embedded
@@ -26,14 +27,15 @@ type target struct {
 	local         bool // local=true: holders is the first peer only
 }
 
-// allocations lists the IDs reported in AddedOutput.allocations and
-// recorded in the pin: who holds the blocks (this peer for the embedded
-// store).
+// allocations lists the IDs reported in AddedOutput.allocations: the
+// peers allocated to pin the content (this peer for the embedded store).
+// With local=true that is not only the one peer that receives the blocks
+// (spec §4.6).
 func (s *Server) allocations(t *target) []string {
 	if t.session == nil {
 		return []string{s.cfg.PeerID}
 	}
-	return peerIDs(t.holders)
+	return peerIDs(t.pinners)
 }
 
 // openTarget chooses the targets of an add. Replication factors follow IPFS
@@ -49,11 +51,8 @@ func (s *Server) openTarget(ctx context.Context, p *AddParams) (*target, error) 
 		}
 		return &target{sink: sink}, nil
 	}
-	rmin, rmax := replication(&p.Pin)
-	if rmin != -1 && rmax == -1 {
-		rmax = max(rmin, len(s.cfg.Fanout.Peers()))
-	}
-	peers, err := s.cfg.Fanout.Allocate(rmin, rmax, p.Pin.UserAllocations)
+	rmin, rmax := s.pinner.ResolveFactors(p.Pin.ReplicationFactorMin, p.Pin.ReplicationFactorMax)
+	peers, err := s.allocatePeers(rmin, rmax, p.Pin.UserAllocations)
 	if err != nil {
 		return nil, err
 	}
@@ -119,15 +118,27 @@ func (s *Server) pinOnPeers(ctx context.Context, t *target, p *AddParams, roots 
 	return nil
 }
 
-// replication resolves the replication factors: 0 means IPFS Cluster's
-// stock default, -1 (everywhere).
-func replication(po *PinOptions) (int, int) {
-	rmin, rmax := po.ReplicationFactorMin, po.ReplicationFactorMax
-	if rmin == 0 {
-		rmin = -1
+// allocatePeers applies the pinner's allocation policy to the Fanout's
+// peers.
+func (s *Server) allocatePeers(rmin, rmax int, user []string) ([]*blockfanout.Peer, error) {
+	chosen, err := s.pinner.Allocate(rmin, rmax, user)
+	if err != nil {
+		return nil, err
 	}
-	if rmax == 0 {
-		rmax = -1
+	byID := map[string]*blockfanout.Peer{}
+	for _, st := range s.cfg.Fanout.Peers() {
+		if st.ID != "" {
+			byID[st.ID] = st.Peer
+		}
 	}
-	return rmin, rmax
+	out := make([]*blockfanout.Peer, 0, len(chosen))
+	for _, c := range chosen {
+		if p := byID[c.ID]; p != nil {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("cannot allocate peers: %w: the allocated peers were removed", pinner.ErrNotEnoughPeers)
+	}
+	return out, nil
 }

@@ -92,8 +92,16 @@ func TestAddLocal(t *testing.T) {
 		t.Fatalf("status %d trailer %q %s", r.status, r.trailer, r.raw)
 	}
 	root := r.outputs[len(r.outputs)-1]["cid"].(string)
-	if a, _ := r.outputs[0]["allocations"].([]any); len(a) != 1 || a[0] != c.daemons[0].PeerID {
-		t.Fatalf("local add allocations %v, want only %s", a, c.daemons[0].PeerID)
+	// AddedOutput.allocations are the peers allocated to pin, not only the
+	// one that receives the blocks: with replication -1, every live peer
+	// (spec §4.4, §4.6).
+	a, _ := r.outputs[0]["allocations"].([]any)
+	got := map[any]bool{}
+	for _, id := range a {
+		got[id] = true
+	}
+	if len(a) != 3 || !got[c.daemons[0].PeerID] || !got[c.daemons[1].PeerID] || !got[c.daemons[2].PeerID] {
+		t.Fatalf("local add allocations %v, want the 3 peers", a)
 	}
 	for i, d := range c.daemons {
 		blocks, pinned := has(t, d, root)

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	cid "github.com/ipfs/go-cid"
@@ -32,8 +32,12 @@ type Config struct {
 	// Store receives the blocks of adds and makes them durable before pins
 	// are recorded.
 	Store *localstore.Store
-	// Pins is the pin store.
+	// Pins is the pin store. Required unless Pinner is given.
 	Pins *pinner.Store
+	// Pinner owns the pinset and the tracking of pins on the peers. nil:
+	// New makes one over Pins, pinning into Store (the embedded mode) or,
+	// with Fanout, on its kubo peers; the server then starts and stops it.
+	Pinner *pinner.Pinner
 	// Pool hashes for every add.
 	Pool *ingest.HashPool
 	// Fanout, when set, sends the blocks of adds to kubo peers instead of
@@ -57,6 +61,10 @@ type Config struct {
 	// Every request but GET /health and CORS preflights then needs Basic
 	// credentials or a token from POST /token (auth.go, docs/rest-api.md).
 	BasicAuth map[string]string
+	// Collect runs the embedded store's garbage collection for POST
+	// /ipfs/gc in the embedded mode and returns the removed CIDs. nil:
+	// nothing is collected (the answer lists no keys).
+	Collect func(ctx context.Context) ([]cid.Cid, error)
 }
 
 // Server is the IPFS Cluster REST API of ingestd.
@@ -70,12 +78,25 @@ type Server struct {
 	baseCtx context.Context
 	cancel  context.CancelFunc
 	adds    sync.WaitGroup // running add goroutines
+
+	pinner    *pinner.Pinner
+	ownPinner bool // made by New: Shutdown stops it
+
+	listenAddr atomic.Value // net.Addr of the last Serve, for /id
+
+	lnMu          sync.Mutex // guards lns, shut, pinnerStarted
+	lns           []net.Listener
+	shut          bool
+	pinnerStarted bool
+
+	peersMu sync.Mutex
+	removed map[string]blockfanout.PeerConfig // DELETE /peers, by peer ID, so POST /peers can restore them
 }
 
 // New validates cfg and builds a Server.
 func New(cfg Config) (*Server, error) {
-	if cfg.Store == nil || cfg.Pins == nil || cfg.Pool == nil {
-		return nil, errors.New("cannot create server: Store, Pins and Pool are required")
+	if cfg.Store == nil || (cfg.Pins == nil && cfg.Pinner == nil) || cfg.Pool == nil {
+		return nil, errors.New("cannot create server: Store, Pins (or Pinner) and Pool are required")
 	}
 	if cfg.PeerID == "" || !validPeerID(cfg.PeerID) {
 		return nil, fmt.Errorf("cannot create server: peer ID %q is not valid", cfg.PeerID)
@@ -95,7 +116,14 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 30 * time.Second
 	}
-	s := &Server{cfg: cfg, addSem: make(chan struct{}, cfg.MaxConcurrentAdds)}
+	s := &Server{cfg: cfg, addSem: make(chan struct{}, cfg.MaxConcurrentAdds), pinner: cfg.Pinner, removed: map[string]blockfanout.PeerConfig{}}
+	if s.pinner == nil {
+		p, err := s.newPinner()
+		if err != nil {
+			return nil, err
+		}
+		s.pinner, s.ownPinner = p, true
+	}
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	s.srv = &fasthttp.Server{
 		Handler:           s.authenticate(s.handle),
@@ -120,7 +148,27 @@ func New(cfg Config) (*Server, error) {
 }
 
 // Serve accepts connections on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+// The pinner New made starts with the first Serve, so that a Server that
+// is never served runs nothing.
+func (s *Server) Serve(ln net.Listener) error {
+	s.lnMu.Lock()
+	if s.shut {
+		s.lnMu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.lns = append(s.lns, ln)
+	if s.ownPinner && !s.pinnerStarted {
+		s.pinnerStarted = true
+		if err := s.pinner.Start(); err != nil {
+			s.lnMu.Unlock()
+			return fmt.Errorf("cannot serve: %w", err)
+		}
+	}
+	s.lnMu.Unlock()
+	s.listenAddr.Store(ln.Addr())
+	return s.srv.Serve(ln)
+}
 
 // Shutdown stops accepting connections and waits for in-flight requests.
 // Adds still running after ShutdownTimeout are cancelled: they fail, and
@@ -128,101 +176,22 @@ func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
 func (s *Server) Shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
+	// A Serve that has not reached fasthttp yet would miss fasthttp's own
+	// listener shutdown: its listener is closed here, so it returns.
+	s.lnMu.Lock()
+	s.shut = true
+	for _, ln := range s.lns {
+		_ = ln.Close()
+	}
+	s.lnMu.Unlock()
 	err := s.srv.ShutdownWithContext(ctx)
+	if errors.Is(err, net.ErrClosed) {
+		err = nil // closed above
+	}
 	s.cancel()
 	s.adds.Wait()
+	if s.ownPinner {
+		s.pinner.Stop()
+	}
 	return err
-}
-
-func (s *Server) handle(ctx *fasthttp.RequestCtx) {
-	// fasthttp does not recover panics; one bad request must not take
-	// every other request down with the process.
-	defer func() {
-		if r := recover(); r != nil {
-			ctx.ResetBody()
-			writeError(ctx, fmt.Errorf("internal error: %v", r))
-		}
-	}()
-	path := string(ctx.Path())
-	method := string(ctx.Method())
-	if len(path) > 1 && strings.HasSuffix(path, "/") {
-		// As gorilla/mux's StrictSlash in IPFS Cluster: 307 to the path
-		// without the slash, query kept.
-		u := strings.TrimRight(path, "/")
-		if q := ctx.QueryArgs().QueryString(); len(q) > 0 {
-			u += "?" + string(q)
-		}
-		ctx.Response.Header.Set("Location", u)
-		ctx.SetStatusCode(fasthttp.StatusTemporaryRedirect)
-		return
-	}
-	var err error
-	switch {
-	case path == "/health":
-		if method != fasthttp.MethodGet {
-			ctx.SetStatusCode(fasthttp.StatusMethodNotAllowed)
-			return
-		}
-		ctx.SetContentType("application/json")
-		ctx.SetStatusCode(fasthttp.StatusNoContent)
-	case path == "/version" && method == fasthttp.MethodGet:
-		writeJSON(ctx, fasthttp.StatusOK, map[string]string{"version": Version})
-	case path == "/id" && method == fasthttp.MethodGet:
-		writeJSON(ctx, fasthttp.StatusOK, s.id())
-	case path == "/add" && method == fasthttp.MethodPost:
-		err = s.handleAdd(ctx)
-	case strings.HasPrefix(path, "/allocations/") && method == fasthttp.MethodGet:
-		err = s.handleAllocation(ctx, strings.TrimPrefix(path, "/allocations/"))
-	case path == "/allocations" && method == fasthttp.MethodGet:
-		err = s.handleAllocations(ctx)
-	case path == "/health" || path == "/version" || path == "/id" || path == "/add" || path == "/allocations":
-		ctx.SetStatusCode(fasthttp.StatusMethodNotAllowed)
-	default:
-		writeJSON(ctx, fasthttp.StatusNotFound, errorBody{Code: fasthttp.StatusNotFound, Message: "not found"})
-	}
-	if err != nil {
-		writeError(ctx, err)
-	}
-}
-
-// idBody is IPFS Cluster's ID object (spec §5.2).
-type idBody struct {
-	ID                    string   `json:"id"`
-	Addresses             []string `json:"addresses"`
-	ClusterPeers          []string `json:"cluster_peers"`
-	ClusterPeersAddresses []string `json:"cluster_peers_addresses"`
-	Version               string   `json:"version"`
-	Commit                string   `json:"commit"`
-	RPCProtocolVersion    string   `json:"rpc_protocol_version"`
-	Error                 string   `json:"error"`
-	IPFS                  struct {
-		Addresses []string `json:"addresses"`
-		Error     string   `json:"error"`
-	} `json:"ipfs"`
-	Peername string `json:"peername"`
-}
-
-func (s *Server) id() idBody {
-	b := idBody{
-		ID:                 s.cfg.PeerID,
-		Addresses:          []string{},
-		ClusterPeers:       []string{s.cfg.PeerID},
-		Version:            Version,
-		RPCProtocolVersion: "/ipfscluster/1.0/rpc",
-		Peername:           s.cfg.PeerName,
-	}
-	return b
-}
-
-func (s *Server) handleAllocation(ctx *fasthttp.RequestCtx, arg string) error {
-	c, err := cid.Decode(arg)
-	if err != nil {
-		return &StatusError{Code: fasthttp.StatusBadRequest, Err: fmt.Errorf("error decoding Cid: %w", err)}
-	}
-	p, err := s.cfg.Pins.Get(context.Background(), c)
-	if err != nil {
-		return err
-	}
-	writeJSON(ctx, fasthttp.StatusOK, p)
-	return nil
 }

@@ -99,16 +99,16 @@ func TestPeerAdd(t *testing.T) {
 	wantAPIError(t, "PeerAdd(\"\")", err, 400)
 
 	// A peer nobody can reach cannot join. The reference server (crdt)
-	// answers 500 after failing to contact it; an answer of 200 must at
-	// least name the peer and carry the error (spec §2 GET /peers shape).
-	// Either way the peerset does not change.
+	// answers 500 after failing to contact it; ingestd in the embedded
+	// mode has no kubo peers to add and answers 400 with the reason
+	// (docs/rest-api.md). Either way the peerset does not change.
 	stranger, err := peer.Decode(strangerPeer)
 	if err != nil {
 		t.Fatal(err)
 	}
 	id, err := c.PeerAdd(t.Context(), stranger)
 	if err != nil {
-		wantAPIError(t, "PeerAdd(unreachable peer)", err, 500)
+		wantAPIError(t, "PeerAdd(unreachable peer)", err, 400)
 	} else if id.ID != stranger || id.Error == "" {
 		t.Errorf("PeerAdd(unreachable peer) succeeded with %+v, want an error", id)
 	}
@@ -125,13 +125,14 @@ func TestPeerRm(t *testing.T) {
 	wantAPIError(t, "PeerRm(garbage)", err, 400)
 
 	// Removing a stranger leaves this peer in place. The spec's success is
-	// 204; the reference crdt server answers 500 (it cannot remove peers).
+	// 204; the reference crdt server answers 500 (it cannot remove peers),
+	// ingestd's embedded mode 400 (its one peer cannot be removed).
 	stranger, err := peer.Decode(strangerPeer)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := c.PeerRm(t.Context(), stranger); err != nil {
-		wantAPIError(t, "PeerRm(stranger)", err, 500)
+		wantAPIError(t, "PeerRm(stranger)", err, 400)
 	}
 	onlySelf(t, c, self)
 	if _, err := c.ID(t.Context()); err != nil {
