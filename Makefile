@@ -15,7 +15,7 @@ build:
 run:
 	$(GO) run ./cmd/ingestd
 
-test: vet unit race fuzz
+test: vet unit race clients fuzz
 
 vet:
 	$(GO) vet ./...
@@ -37,6 +37,8 @@ fuzz:
 	$(FUZZ) -fuzz='^FuzzReader$$' ./ingest/multipart
 	$(FUZZ) -fuzz='^FuzzFramerMatchesStdlib$$' ./ingest/multipart
 	$(FUZZ) -fuzz='^FuzzParseAddParams$$' ./restapi
+	$(FUZZ) -fuzz='^FuzzParsePinOptions$$' ./restapi
+	$(FUZZ) -fuzz='^FuzzRouter$$' ./restapi
 	$(FUZZ) -fuzz='^FuzzImport$$' ./ingest/car
 
 # Real IPFS Cluster clients (the v1.1.6 Go client, @nftstorage/ipfs-cluster)

@@ -1,28 +1,58 @@
-// Package pinner keeps ingestd's pinset. This first piece is the embedded
-// pin store: Store keeps one IPFS Cluster Pin object per CID in a
-// datastore, in production localstore's Datastore(), in the same pebble
-// database as the blocks but under its own prefix.
+// Package pinner owns ingestd's pin lifecycle: the durable pinset, the one
+// allocation policy, a tracker per peer that pins and unpins, the status of
+// every pin on every peer, recover, expiry and the reconciliation of the
+// trackers with what the peers really hold. It speaks IPFS Cluster's
+// objects (Pin, GlobalPinInfo, Metric, …) but no HTTP: restapi is its
+// glue. The user-facing description is docs/rest-api.md.
 //
-// Pin is the Cluster Pin object of the REST API
-// (../shared/spec/cluster-rest-api.md §5.4): same JSON keys, in the same
-// order, with null and [] kept apart, zero times as
-// "0001-01-01T00:00:00Z" and CIDs as plain strings (the CID type; go-cid's
-// own JSON form is {"/": "…"}). A pin is stored as that JSON, exactly as
-// given, and read back unchanged: the REST layer decides what a pin looks
-// like (resolved replication factors, [] allocations for "everywhere",
-// timestamps), the store does not rewrite it. Cluster's pinset returns pins
-// with second-precision local times and origins []; ingestd returns what it
-// stored, nanoseconds included.
+// # Peers
 //
-// Pins are keyed by CID string under /pins, so CIDv0 and CIDv1 of the
-// same content are two pins, as in Cluster. Put and Delete return once the
-// change is durable (the datastore is synced). Get and Delete of a CID that
-// is not pinned return ErrNotFound unwrapped, whose text is exactly Cluster's
-// "pin is not part of the pinset": the one error message Cluster clients
-// map to 404 (spec §1.3, §8).
+// A peer is a pin target (Target): a kubo daemon reached through kuborpc,
+// or, in the embedded mode (Config.Targets nil), ingestd itself, where
+// "pinned" means the DAG is complete in the embedded store
+// (Config.LocalCheck). The liveness of kubo peers comes from the caller
+// (blockfanout checks them); the pinner never imports blockfanout.
 //
-// Limits: List streams from the datastore in key order; with go-ds-pebble it
-// reads one pebble iterator, so it sees the pinset as it was when List
-// started. There is no index by name, expiry or allocation yet: filtering
-// means listing everything.
+// # Pinset
+//
+// Store keeps one IPFS Cluster Pin object per CID in a datastore, in
+// production localstore's Datastore(): the same pebble database as the
+// block index, under /pins. A pin is stored as its JSON, exactly as given,
+// and read back unchanged: null and [] kept apart, zero times as
+// "0001-01-01T00:00:00Z", CIDs as plain strings (the CID type). Pins are
+// keyed by CID string, so CIDv0 and CIDv1 of the same content are two pins,
+// as in IPFS Cluster. Put, Delete and PutBatch return once the change is
+// durable (synced, unless StoreOptions.NoSync). Get and Delete of a CID that
+// is not pinned return ErrNotFound unwrapped, whose text is exactly IPFS
+// Cluster's "pin is not part of the pinset". List streams in key order from
+// one pebble iterator, so listings never hold the pinset in memory.
+//
+// # Tracker
+//
+// Each peer has a peerTracker: a bounded job queue (Config.QueueSize)
+// served by Config.Workers goroutines, and a map of items for the CIDs that
+// are not in the steady state the pinset implies (an operation queued,
+// running or failed, or a pin found missing). Steady items are deleted, so
+// memory grows with the work in flight and the failures, not with the
+// pinset; a peer's status for a CID without an item is derived from the
+// pin (pinned where allocated and live, remote elsewhere, cluster_error
+// when the peer is down, unpinned without a pin). The item states and
+// their transitions are written down in tracker.go. A failed operation is
+// retried Config.MaxAttempts times with backoff, then stays failed until a
+// recover; nothing retries forever.
+//
+// # Background work
+//
+// One maintenance goroutine (maintain.go) runs the reconciliation at start
+// and every Config.ReconcileInterval, recover every RecoverInterval, expiry
+// every ExpiryInterval, and each second the queue pump and the liveness
+// alerts. Reconciliation holds one peer's pin/ls in memory at a time
+// (multihash keys) while the pinset is streamed.
+//
+// # Locks
+//
+// Pinner.mu guards the tracker map, the alerts and the lifecycle flags;
+// peerTracker.mu guards one tracker's items. Both are leaf locks (see
+// LOCKS.md): no I/O, callback or channel send happens under them, except
+// the non-blocking send of a job.
 package pinner
