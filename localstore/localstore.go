@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -105,6 +106,7 @@ type Store struct {
 	noSync bool
 	dir    string
 	closed atomic.Bool
+	gcMu   sync.RWMutex // Collect holds it to write, Hold to read; see gc.go
 }
 
 // Open opens the store in dir, creating the directory and the database if

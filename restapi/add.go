@@ -92,7 +92,14 @@ func (s *Server) handleAdd(ctx *fasthttp.RequestCtx) error {
 		return errTooBusy
 	}
 	actx, cancel := context.WithCancel(s.baseCtx)
-	release := func() { cancel(); <-s.addSem }
+	// The embedded store's collection waits for the add: the blocks it
+	// stores, or finds already stored, are unpinned until its pin is
+	// recorded.
+	hold := s.holdStore()
+	if p.OnlyHash {
+		hold()
+	}
+	release := func() { hold(); cancel(); <-s.addSem }
 	body := s.requestBody(actx, ctx)
 	mr := multipart.NewReader(body, boundary)
 	first, err := mr.Next()

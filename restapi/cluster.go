@@ -254,7 +254,7 @@ const gcTimeout = 30 * time.Minute
 func (s *Server) handleGC(ctx *fasthttp.RequestCtx) error {
 	gctx, cancel := context.WithTimeout(s.baseCtx, gcTimeout)
 	defer cancel()
-	writeJSON(ctx, fasthttp.StatusOK, s.pinner.GC(gctx, localParam(ctx), s.cfg.Collect))
+	writeJSON(ctx, fasthttp.StatusOK, s.pinner.GC(gctx, localParam(ctx), s.collect))
 	return nil
 }
 

@@ -71,6 +71,9 @@ func (s *Server) pin(ctx *fasthttp.RequestCtx, c cid.Cid) error {
 	if err != nil {
 		return err
 	}
+	// A collection that marked before this pin exists must not sweep its
+	// blocks after.
+	defer s.holdStore()()
 	pin, err := s.pinner.Pin(s.baseCtx, req)
 	if err != nil {
 		return err

@@ -7,8 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	cid "github.com/ipfs/go-cid"
+
+	"github.com/ingestd/ingestd/ingest/car"
 )
 
 // ctlJSON runs the ctl with --enc json and decodes every JSON value it
@@ -242,4 +247,113 @@ func TestPinRoutesWire(t *testing.T) {
 		t.Fatalf("/add with min 3 max 1: %d %s", r.status, r.raw)
 	}
 	expectNoPins(t, ts, "after /add with bad factors")
+}
+
+// TestCtlGCEmbedded: ipfs gc in the embedded mode removes what no pin
+// reaches and keeps pinned DAGs whole; a pin of collected content then
+// fails, naming the missing block.
+func TestCtlGCEmbedded(t *testing.T) {
+	ts := startServer(t)
+	dir := t.TempDir()
+	keep, drop := filepath.Join(dir, "keep.bin"), filepath.Join(dir, "drop.bin")
+	os.WriteFile(keep, randBytes(600<<10, 1), 0o644)
+	os.WriteFile(drop, randBytes(600<<10, 2), 0o644)
+	out, stderr, code := ctl(t, ts, "add", "-Q", keep)
+	if code != 0 {
+		t.Fatalf("ctl add: %d %s", code, stderr)
+	}
+	kept := strings.TrimSpace(out)
+	out, stderr, code = ctl(t, ts, "add", "-Q", "--no-pin", drop)
+	if code != 0 {
+		t.Fatalf("ctl add --no-pin: %d %s", code, stderr)
+	}
+	dropped := strings.TrimSpace(out)
+
+	out, stderr, code = ctl(t, ts, "--enc", "json", "ipfs", "gc")
+	if code != 0 {
+		t.Fatalf("ctl ipfs gc: %d %s", code, stderr)
+	}
+	var gc struct {
+		PeerMap map[string]struct {
+			Keys  []struct{ Key string }
+			Error string
+		} `json:"peer_map"`
+	}
+	if err := json.Unmarshal([]byte(out), &gc); err != nil {
+		t.Fatalf("ctl ipfs gc printed %q: %v", out, err)
+	}
+	removed := map[string]bool{}
+	for _, k := range gc.PeerMap[testPeerID].Keys {
+		if c, err := cid.Decode(k.Key); err == nil {
+			removed[string(c.Hash())] = true
+		}
+	}
+	mhOf := func(s string) string { return string(cid.MustParse(s).Hash()) }
+	// 600 KiB in 256 KiB chunks: three leaves and the root.
+	if gc.PeerMap[testPeerID].Error != "" || len(removed) != 4 || !removed[mhOf(dropped)] || removed[mhOf(kept)] {
+		t.Fatalf("ctl ipfs gc: %s; want the 4 blocks of %s removed, %s kept", out, dropped, kept)
+	}
+	if err := car.CheckStored(t.Context(), cid.MustParse(kept), ts.store.Get, true); err != nil {
+		t.Fatalf("the pinned DAG is no longer complete: %v", err)
+	}
+	pollCtlStatus(t, ts, kept, testPeerID, "pinned")
+	if _, all, code := ctlJSON(t, ts, "pin", "add", "--no-status", dropped); code != 0 {
+		t.Fatalf("ctl pin add: %d %s", code, all)
+	}
+	pollCtlStatus(t, ts, dropped, testPeerID, "pin_error")
+}
+
+// TestGCWhileAdding races adds against collections: every add that
+// succeeded is pinned with its whole DAG in the store, however the
+// collections fell (an add's blocks are unpinned until it records its
+// pin, and a collection must wait for it).
+func TestGCWhileAdding(t *testing.T) {
+	ts := startServer(t)
+	const adds = 12
+	roots := make(chan string, adds)
+	var wg sync.WaitGroup
+	for i := range adds {
+		wg.Go(func() {
+			ct, b := body(part{name: "f", body: randBytes(700<<10, uint64(100+i))})
+			r := post(t, ts, "", ct, b)
+			if r.status != 200 || r.trailer != "" || len(r.outputs) == 0 {
+				t.Errorf("add %d: %d %q %s", i, r.status, r.trailer, r.raw)
+				return
+			}
+			roots <- r.outputs[len(r.outputs)-1]["cid"].(string)
+		})
+	}
+	stop := make(chan struct{})
+	gcs := 0
+	var gcWG sync.WaitGroup
+	gcWG.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			resp, err := http.Post(ts.url+"/ipfs/gc", "", nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			gcs++
+		}
+	})
+	wg.Wait()
+	close(stop)
+	gcWG.Wait()
+	close(roots)
+	n := 0
+	for root := range roots {
+		n++
+		if err := car.CheckStored(t.Context(), cid.MustParse(root), ts.store.Get, true); err != nil {
+			t.Errorf("pinned %s lost blocks to a collection: %v", root, err)
+		}
+	}
+	if n != adds || gcs == 0 {
+		t.Fatalf("%d adds succeeded, %d collections ran", n, gcs)
+	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ingestd/ingestd/blockfanout"
 	"github.com/ingestd/ingestd/ingest/car"
+	"github.com/ingestd/ingestd/localstore"
 	"github.com/ingestd/ingestd/pinner"
 )
 
@@ -58,4 +59,25 @@ func FanoutTargets(f *blockfanout.Fanout) func() []pinner.Target {
 		}
 		return out
 	}
+}
+
+// collect is the embedded store's garbage collection for POST /ipfs/gc:
+// the pinset is the set of live roots.
+func (s *Server) collect(ctx context.Context) ([]cid.Cid, error) {
+	roots := func(yield func(localstore.Root) error) error {
+		return s.pinner.List(ctx, func(p pinner.Pin) error {
+			return yield(localstore.Root{Cid: p.Cid.Cid, Recursive: p.Mode != pinner.ModeDirect})
+		})
+	}
+	return s.cfg.Store.Collect(ctx, roots, car.Links)
+}
+
+// holdStore keeps the embedded store's garbage collection from running
+// until the returned function is called (localstore.Store.Hold); with kubo
+// peers, the store holds no blocks of adds and pins, and nothing is held.
+func (s *Server) holdStore() func() {
+	if s.cfg.Fanout != nil {
+		return func() {}
+	}
+	return s.cfg.Store.Hold()
 }

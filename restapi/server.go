@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	cid "github.com/ipfs/go-cid"
 	"github.com/valyala/fasthttp"
 
 	"github.com/ingestd/ingestd/blockfanout"
@@ -61,10 +60,6 @@ type Config struct {
 	// Every request but GET /health and CORS preflights then needs Basic
 	// credentials or a token from POST /token (auth.go, docs/rest-api.md).
 	BasicAuth map[string]string
-	// Collect runs the embedded store's garbage collection for POST
-	// /ipfs/gc in the embedded mode and returns the removed CIDs. nil:
-	// nothing is collected (the answer lists no keys).
-	Collect func(ctx context.Context) ([]cid.Cid, error)
 }
 
 // Server is the IPFS Cluster REST API of ingestd.

@@ -179,6 +179,9 @@ func (g *graph) visit(ctx context.Context, e edge, o *options) ([]cid.Cid, error
 				return nil, nil
 			}
 		}
+		if o.storeOnly {
+			return nil, fmt.Errorf("cannot check completeness: %s is not in the store: %w", describe(e), ErrMissingBlock)
+		}
 		return nil, fmt.Errorf("cannot check completeness: %s is neither in the CAR nor in the store (use no-pin=true for a partial CAR): %w", describe(e), ErrMissingBlock)
 	}
 	if n.visited || p.Codec == cid.Raw {

@@ -45,6 +45,7 @@ type options struct {
 	has           func(ctx context.Context, c cid.Cid) (bool, error)
 	get           func(ctx context.Context, c cid.Cid) ([]byte, error)
 	checkComplete bool
+	storeOnly     bool // CheckStored: there is no CAR, errors speak of the store only
 	minRoots      int
 	maxRoots      int // < 0: no upper bound
 }

@@ -2,6 +2,7 @@ package car
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	cid "github.com/ipfs/go-cid"
@@ -34,5 +35,21 @@ func CheckStored(ctx context.Context, root cid.Cid, get func(ctx context.Context
 		return nil
 	}
 	o := applyOptions(Get(get))
+	o.storeOnly = true
 	return newGraph().check(ctx, []cid.Cid{root}, o)
+}
+
+// Links returns the CIDs a block links to, decoded with the codec of its
+// CID as kubo decodes it (dag-pb, dag-cbor, dag-json; raw blocks have
+// none). It is the link decoder of the embedded store's garbage
+// collection. A block of another codec is ErrUnsupportedCodec.
+func Links(c cid.Cid, data []byte) ([]cid.Cid, error) {
+	links, _, err := decodeLinks(c, data, false)
+	if errors.Is(err, errNoDecoder) {
+		return nil, fmt.Errorf("cannot decode the links of %s: %w", c, ErrUnsupportedCodec)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot decode the links of %s: %v: %w", c, err, ErrMalformed)
+	}
+	return links, nil
 }
