@@ -153,7 +153,7 @@ func testReplicate(t *testing.T, ds []*kubotest.Daemon) {
 		}
 	}
 
-	res, err = f.Pin(context.Background(), peers, root, "replicate")
+	res, err = f.Pin(context.Background(), peers, root, "replicate", true)
 	if err != nil {
 		t.Fatalf("Pin: %v", err)
 	}
@@ -302,7 +302,7 @@ func testConnectAll(t *testing.T, ds []*kubotest.Daemon) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := f.Pin(ctx, f.peerList()[1:], root, ""); err != nil {
+	if _, err := f.Pin(ctx, f.peerList()[1:], root, "", true); err != nil {
 		t.Fatalf("Pin on the peers without the blocks: %v", err)
 	}
 	for i, d := range ds[1:] {
@@ -524,50 +524,6 @@ func listenAt(t *testing.T, addr string, fake *fakeKubo) {
 	t.Cleanup(func() { srv.Close() })
 }
 
-func TestAllocate(t *testing.T) {
-	t.Parallel()
-	free := map[string]uint64{"a": 100, "b": 300, "c": 200, "d": 300}
-	var pcs []PeerConfig
-	for _, name := range []string{"a", "b", "c", "d"} {
-		k := newFakeKubo(t, fakeID(name), free[name], nil)
-		pcs = append(pcs, PeerConfig{Name: name, URL: k.URL()})
-	}
-	pcs = append(pcs, PeerConfig{Name: "e", URL: "http://" + closedAddrs(t, 1)[0]})
-	fo := startFanout(t, Config{Peers: pcs})
-
-	f := func(min, max int, user []string, want []string, wantErr error) {
-		t.Helper()
-		got, err := fo.Allocate(min, max, user)
-		if !errors.Is(err, wantErr) || (wantErr != nil) != (err != nil) {
-			t.Errorf("Allocate(%d, %d, %q) error = %v, want %v", min, max, user, err, wantErr)
-			return
-		}
-		if names := peerNames(got); !slices.Equal(names, want) {
-			t.Errorf("Allocate(%d, %d, %q) = %v, want %v", min, max, user, names, want)
-		}
-	}
-	// Most free space first; b and d tie, configuration order decides.
-	f(1, 1, nil, []string{"b"}, nil)
-	f(2, 3, nil, []string{"b", "d", "c"}, nil)
-	f(-1, -1, nil, []string{"b", "d", "c", "a"}, nil)
-	// User allocations first, by name or kubo peer ID, if live.
-	f(1, 2, []string{"a"}, []string{"a", "b"}, nil)
-	f(1, 2, []string{fakeID("c")}, []string{"c", "b"}, nil)
-	f(1, 3, []string{"e", "a", "a", "unknown"}, []string{"a", "b", "d"}, nil)
-	f(2, 2, []string{"c", "a", "b"}, []string{"c", "a"}, nil)
-	// Fewer live peers than min.
-	f(4, 10, nil, []string{"b", "d", "c", "a"}, nil)
-	f(5, 5, nil, nil, ErrNotEnoughPeers)
-
-	_, err := fo.Allocate(5, 5, nil)
-	wantErr(t, err, ErrNotEnoughPeers, "need at least 5, 4 of 5 live", "e (http://")
-	for _, bad := range [][2]int{{0, 1}, {-1, 2}, {2, -1}, {3, 2}, {1, 0}, {-2, -2}} {
-		if _, err := fo.Allocate(bad[0], bad[1], nil); err == nil || errors.Is(err, ErrNotEnoughPeers) {
-			t.Errorf("Allocate(%d, %d) error = %v, want an invalid-factors error", bad[0], bad[1], err)
-		}
-	}
-}
-
 func TestNewValidation(t *testing.T) {
 	t.Parallel()
 	ok := []PeerConfig{{URL: "http://127.0.0.1:5001/"}}
@@ -672,7 +628,7 @@ func TestPinStop(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		res, err := f.Pin(context.Background(), f.peerList(), randomBlocks(t, 93, 1, 10, mh.SHA2_256)[0].c, "")
+		res, err := f.Pin(context.Background(), f.peerList(), randomBlocks(t, 93, 1, 10, mh.SHA2_256)[0].c, "", true)
 		done <- result{res, err}
 	}()
 	<-asked
@@ -723,7 +679,7 @@ func TestPinStall(t *testing.T) {
 	f := startFanout(t, Config{Peers: []PeerConfig{{Name: "slow", URL: fake.URL()}}, StallTimeout: 300 * time.Millisecond, MaxRetries: -1})
 	c := randomBlocks(t, 92, 1, 10, mh.SHA2_256)[0].c
 	start := time.Now()
-	res, err := f.Pin(context.Background(), f.peerList(), c, "")
+	res, err := f.Pin(context.Background(), f.peerList(), c, "", true)
 	wantErr(t, err, ErrQuorum, "slow", "peer stalled", c.String())
 	if !errors.Is(res.Failed["slow"], ErrStalled) || !errors.Is(res.Failed["slow"], kuborpc.ErrStalled) || !errors.Is(res.Failed["slow"], ErrPeerUnavailable) {
 		t.Errorf("Failed = %v, want slow stalled and unavailable", res.Failed)

@@ -14,7 +14,7 @@
 //	s := f.NewSession(ctx, targets, minOK)          // an ingest.Sink
 //	roots, err := unixfs.Import(ctx, entries, opts, pool, s, emit)
 //	res, err := s.Close(ctx)                        // every block acknowledged by >= minOK peers
-//	res, err = f.Pin(ctx, res.OK, roots[0], name)
+//	res, err = f.Pin(ctx, res.OK, roots[0], name, true) // false: a direct pin
 //
 // Memory is bounded per session (Config.QueueBytes), so the number of
 // concurrent adds (the REST layer's admission control) bounds the total.

@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+
+	"github.com/ingestd/ingestd/pinner"
 )
 
 // Sentinel errors. Errors returned by this package wrap them, with the peers
 // and blocks concerned in the message.
 var (
 	// ErrNotEnoughPeers: Allocate found fewer live peers than asked for.
-	ErrNotEnoughPeers = errors.New("blockfanout: not enough peers")
+	// It is the pinner's error: the policy is the pinner's.
+	ErrNotEnoughPeers = pinner.ErrNotEnoughPeers
 	// ErrQuorum: fewer than the required number of peers acknowledged
 	// every block of a session (or pinned).
 	ErrQuorum = errors.New("blockfanout: quorum not reached")

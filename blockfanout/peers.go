@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ingestd/ingestd/kuborpc"
+	"github.com/ingestd/ingestd/pinner"
 )
 
 // minCheckTimeout is the least time a liveness check gets, so that a short
@@ -264,83 +265,34 @@ func (f *Fanout) knownDown(p *Peer) (bool, string) {
 	return p.checked && !p.alive, p.lastErr
 }
 
-// Allocate picks the peers an add goes to, as IPFS Cluster's allocator does
-// (spec §4.6): first the user allocations, in their order, that name a live
-// peer (by kubo peer ID or by Name; others are skipped), then the other
-// live peers with the most free space first (ties in configuration order).
-// It returns up to rmax peers; rmax -1 means every live peer. It fails with
-// ErrNotEnoughPeers when fewer than rmin are live; rmin -1 means every live
-// peer, of which there must be at least one. rmin and rmax (IPFS Cluster's
-// replication factors) are both -1 or both positive with rmin <= rmax. A
-// peer is live if its last check (see Start) succeeded.
+// Allocate picks the peers an add goes to with ingestd's one allocation
+// policy, pinner.Allocate (IPFS Cluster's balanced allocator, spec §4.6),
+// over the peers' last checks: user allocations (kubo peer ID or Name)
+// first, then the most free space. It fails with ErrNotEnoughPeers when
+// fewer than rmin peers are live.
 func (f *Fanout) Allocate(rmin, rmax int, user []string) ([]*Peer, error) {
-	switch {
-	case (rmin == -1) != (rmax == -1):
-		return nil, fmt.Errorf("cannot allocate peers: replication factors min %d and max %d must both be -1 or both positive", rmin, rmax)
-	case rmin != -1 && (rmin < 1 || rmax < rmin):
-		return nil, fmt.Errorf("cannot allocate peers: invalid replication factors min %d, max %d: want 1 <= min <= max", rmin, rmax)
-	}
-
-	type candidate struct {
-		p    *Peer
-		free uint64
-	}
 	f.mu.Lock()
-	total := len(f.peers)
-	var live []candidate
-	var down []string
-	for _, p := range f.peers {
-		if p.alive {
-			live = append(live, candidate{p, p.freeSpace})
-			continue
-		}
-		reason := p.lastErr
+	peers := slices.Clone(f.peers)
+	states := make([]pinner.PeerState, len(peers))
+	for i, p := range peers {
+		states[i] = pinner.PeerState{ID: p.ID(), Name: p.Name, Alive: p.alive, FreeSpace: p.freeSpace, Err: p.lastErr}
 		if !p.checked {
-			reason = "not checked yet"
+			states[i].Err = "not checked yet"
 		}
-		down = append(down, fmt.Sprintf("%s: %s", p, reason))
 	}
 	f.mu.Unlock()
-
-	need := rmin
-	if rmin == -1 {
-		need = 1
+	chosen, err := pinner.Allocate(states, rmin, rmax, user)
+	if err != nil {
+		return nil, err
 	}
-	if len(live) < need {
-		msg := fmt.Sprintf("need at least %d, %d of %d live", need, len(live), total)
-		if len(down) > 0 {
-			msg += "; down: " + strings.Join(down, "; ")
-		}
-		return nil, fmt.Errorf("cannot allocate peers: %w: %s", ErrNotEnoughPeers, msg)
-	}
-
-	out := make([]*Peer, 0, len(live))
-	picked := make(map[*Peer]bool, len(live))
-	for _, u := range user {
-		for _, c := range live {
-			if !picked[c.p] && (u == c.p.ID() || u == c.p.Name) {
-				picked[c.p] = true
-				out = append(out, c.p)
+	out := make([]*Peer, 0, len(chosen))
+	for _, c := range chosen {
+		for i, st := range states {
+			if st.Name == c.Name {
+				out = append(out, peers[i])
 				break
 			}
 		}
-	}
-	slices.SortStableFunc(live, func(a, b candidate) int {
-		switch {
-		case a.free > b.free:
-			return -1
-		case a.free < b.free:
-			return 1
-		}
-		return 0
-	})
-	for _, c := range live {
-		if !picked[c.p] {
-			out = append(out, c.p)
-		}
-	}
-	if rmax != -1 && len(out) > rmax {
-		out = out[:rmax]
 	}
 	return out, nil
 }

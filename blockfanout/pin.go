@@ -12,13 +12,14 @@ import (
 	"github.com/ingestd/ingestd/kuborpc"
 )
 
-// Pin pins c recursively on every peer at once (kubo
-// pin/add?arg=c&recursive=true&progress=true, spec §7.3), with name as the
+// Pin pins c on every peer at once, recursively or (recursive false) only
+// the block itself (kubo pin/add?arg=c&recursive=…&progress=true, spec
+// §7.3), with name as the
 // pin name if not empty. Like IPFS Cluster, it cancels a pin whose progress
 // has not grown for StallTimeout (ErrStalled); transient errors are retried
 // as in a session. Result tells which peers pinned; the error is non-nil,
 // wrapping ErrQuorum and naming each failed peer, unless all of them did.
-func (f *Fanout) Pin(ctx context.Context, peers []*Peer, c cid.Cid, name string) (Result, error) {
+func (f *Fanout) Pin(ctx context.Context, peers []*Peer, c cid.Cid, name string, recursive bool) (Result, error) {
 	errs := make([]error, len(peers))
 	ctx, cancel := mergeCancel(ctx, f.stopCtx)
 	defer cancel()
@@ -29,7 +30,7 @@ func (f *Fanout) Pin(ctx context.Context, peers []*Peer, c cid.Cid, name string)
 				errs[i] = fmt.Errorf("cannot pin %s on peer %s: %w: %s", c, p, ErrPeerUnavailable, why)
 				return
 			}
-			if err := f.pinOn(ctx, p, c, name); err != nil {
+			if err := f.pinOn(ctx, p, c, name, recursive); err != nil {
 				errs[i] = fmt.Errorf("cannot pin %s on peer %s: %w", c, p, err)
 			}
 		})
@@ -55,9 +56,9 @@ func (f *Fanout) Pin(ctx context.Context, peers []*Peer, c cid.Cid, name string)
 // pinOn pins c on p, retrying transient errors up to MaxRetries times. A
 // failure wraps ErrPeerUnavailable (and ErrStalled for a stall) unless ctx
 // ended: then it is ctx's cause.
-func (f *Fanout) pinOn(ctx context.Context, p *Peer, c cid.Cid, name string) error {
+func (f *Fanout) pinOn(ctx context.Context, p *Peer, c cid.Cid, name string, recursive bool) error {
 	err := kuborpc.Retry(ctx, f.cfg.maxRetries, f.cfg.stallTimeout, func() error {
-		err := p.rpc.PinAdd(ctx, c, true, name, f.cfg.stallTimeout)
+		err := p.rpc.PinAdd(ctx, c, recursive, name, f.cfg.stallTimeout)
 		if errors.Is(err, kuborpc.ErrStalled) {
 			return fmt.Errorf("%w: %w", ErrStalled, err)
 		}

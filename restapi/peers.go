@@ -109,7 +109,7 @@ func (s *Server) pinOnPeers(ctx context.Context, t *target, p *AddParams, roots 
 		}
 	}
 	for _, root := range roots {
-		res, err := s.cfg.Fanout.Pin(ctx, t.pinners, root, p.Pin.Name)
+		res, err := s.cfg.Fanout.Pin(ctx, t.pinners, root, p.Pin.Name, p.Pin.Mode != pinner.ModeDirect)
 		if err != nil && len(res.OK) < t.pinMin {
 			return err
 		}

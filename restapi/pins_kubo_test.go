@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -209,4 +212,101 @@ func TestCtlKuboPeers(t *testing.T) {
 	ds[1] = kubotest.StartDaemon(t, ds[1].Repo)
 	pollCtlStatus(t, ts, kept, id1, "pinned")
 	poll(t, "kubo1 to hold the pin again", func() (bool, string) { return kuboPinned(t, ds[1], kept), "not pinned" })
+}
+
+// TestKuboPeersPathsUpdate: peers can be removed and added back at run
+// time; a pin path with a sub-path resolves as kubo resolves it; pin
+// update gives the new pin the old one's options and pins it on kubo with
+// the old one kept; an add with mode=direct pins only the root on kubo.
+func TestKuboPeersPathsUpdate(t *testing.T) {
+	ts, ds, _ := kuboServer(t, 2)
+	id0, id1 := ds[0].PeerID, ds[1].PeerID
+	peers := func() int {
+		vals, all, code := ctlJSON(t, ts, "peers", "ls")
+		if code != 0 {
+			t.Fatalf("ctl peers ls: exit %d: %s", code, all)
+		}
+		return len(vals)
+	}
+	postPeer := func(body string) (int, map[string]any) {
+		t.Helper()
+		resp, err := http.Post(ts.url+"/peers", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	if _, all, code := ctlJSON(t, ts, "peers", "rm", id1); code != 0 || peers() != 1 {
+		t.Fatalf("ctl peers rm: exit %d: %s", code, all)
+	}
+	if code, m := postPeer(`{"peer_id":"` + id1 + `"}`); code != 200 || m["id"] != id1 || peers() != 2 {
+		t.Fatalf("POST /peers to restore: %d %v", code, m)
+	}
+	ctlJSON(t, ts, "peers", "rm", id1)
+	if code, m := postPeer(`{"peer_id":"` + id1 + `","url":"` + ds[1].URL() + `","name":"back"}`); code != 200 || m["id"] != id1 || m["peername"] != "back" || peers() != 2 {
+		t.Fatalf("POST /peers with a URL: %d %v", code, m)
+	}
+	if code, m := postPeer(`{"peer_id":"` + id0 + `","url":"` + ds[1].URL() + `"}`); code != 400 || peers() != 2 {
+		t.Fatalf("POST /peers with the URL of another peer: %d %v", code, m)
+	}
+
+	// A path into a directory: the pinned CID is the one kubo resolves.
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "d", "sub"), 0o755)
+	os.WriteFile(filepath.Join(dir, "d", "sub", "f.txt"), []byte("deep file"), 0o644)
+	root := strings.TrimSpace(string(ds[0].Repo.Run(t, nil, "add", "-r", "-Q", "--pin=false", filepath.Join(dir, "d"))))
+	var res struct{ Path string }
+	json.Unmarshal(ds[0].Call(t, "resolve", url.Values{"arg": {"/ipfs/" + root + "/sub/f.txt"}}), &res)
+	want := strings.TrimPrefix(res.Path, "/ipfs/")
+	vals, all, code := ctlJSON(t, ts, "pin", "add", "--replication", "1", "--allocations", id0, "--no-status", "/ipfs/"+root+"/sub/f.txt")
+	if code != 0 || len(vals) != 1 || vals[0]["cid"] != want {
+		t.Fatalf("ctl pin add of a path: exit %d: %s; kubo resolves it to %s", code, all, want)
+	}
+	pollCtlStatus(t, ts, want, id0, "pinned")
+
+	// pin update: options and allocations carried over, both pinned on kubo.
+	from := kuboAddUnpinned(t, ds[0], "version 1")
+	to := kuboAddUnpinned(t, ds[0], "version 2")
+	if _, all, code := ctlJSON(t, ts, "pin", "add", "--name", "doc", "--replication", "1", "--allocations", id0, "--metadata", "v=1", "--no-status", from); code != 0 {
+		t.Fatalf("ctl pin add: exit %d: %s", code, all)
+	}
+	pollCtlStatus(t, ts, from, id0, "pinned")
+	if _, all, code := ctlJSON(t, ts, "pin", "update", "--no-status", from, to); code != 0 {
+		t.Fatalf("ctl pin update: exit %d: %s", code, all)
+	}
+	vals, all, code = ctlJSON(t, ts, "pin", "ls", to)
+	if code != 0 || len(vals) != 1 {
+		t.Fatalf("ctl pin ls: exit %d: %s", code, all)
+	}
+	allocs, _ := vals[0]["allocations"].([]any)
+	meta, _ := vals[0]["metadata"].(map[string]any)
+	if vals[0]["name"] != "doc" || len(allocs) != 1 || allocs[0] != id0 || meta["v"] != "1" || vals[0]["pin_update"] != from {
+		t.Fatalf("the updated pin did not take the old one's options: %v", vals[0])
+	}
+	pollCtlStatus(t, ts, to, id0, "pinned")
+	if !kuboPinned(t, ds[0], to) || !kuboPinned(t, ds[0], from) {
+		t.Fatalf("kubo0 pins: new %v, old %v; want both", kuboPinned(t, ds[0], to), kuboPinned(t, ds[0], from))
+	}
+
+	// mode=direct on /add pins only the root on the peers.
+	ct, b := body(part{name: "big.bin", body: randBytes(600<<10, 5)})
+	r := post(t, ts, "mode=direct&replication-min=1&replication-max=1&user-allocations="+id1, ct, b)
+	if r.status != 200 || r.trailer != "" {
+		t.Fatalf("direct add: %d %q %s", r.status, r.trailer, r.raw)
+	}
+	rootCid := r.outputs[len(r.outputs)-1]["cid"].(string)
+	out, err := ds[1].CallErr(t.Context(), "pin/ls", url.Values{"arg": {rootCid}, "type": {"direct"}})
+	if err != nil || !strings.Contains(string(out), rootCid) {
+		t.Fatalf("kubo1 has no direct pin of %s: %s %v", rootCid, out, err)
+	}
+	if _, err := ds[1].CallErr(t.Context(), "pin/ls", url.Values{"arg": {rootCid}, "type": {"recursive"}}); err == nil {
+		t.Fatalf("kubo1 pinned %s recursively", rootCid)
+	}
+	_, pin := getJSON(t, ts.url+"/allocations/"+rootCid)
+	if pin["mode"] != "direct" || pin["max_depth"] != 0.0 {
+		t.Fatalf("the pin of a direct add: %v", pin)
+	}
 }
