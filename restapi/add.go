@@ -79,8 +79,8 @@ func (s *Server) handleAdd(ctx *fasthttp.RequestCtx) error {
 	if s.cfg.Fanout == nil && !p.OnlyHash && !p.NoPin {
 		// Factors the embedded peer cannot meet are a 400 before anything
 		// is read or stored (with peers, openTarget allocates).
-		rmin, rmax := s.pinner.ResolveFactors(p.Pin.ReplicationFactorMin, p.Pin.ReplicationFactorMax)
-		if _, err := s.pinner.Allocate(rmin, rmax, p.Pin.UserAllocations); err != nil {
+		rmin, rmax := s.backend.resolveFactors(p.Pin.ReplicationFactorMin, p.Pin.ReplicationFactorMax)
+		if _, err := s.backend.allocate(s.baseCtx, rmin, rmax, p.Pin.UserAllocations); err != nil {
 			return err
 		}
 	}
@@ -183,7 +183,11 @@ func (s *Server) addBuffered(actx context.Context, ctx *fasthttp.RequestCtx, p *
 
 func (s *Server) encodeOutput(o unixfs.Output, p *AddParams, t *target) ([]byte, error) {
 	out := addedOutput{Name: o.Name, Cid: pinner.CID{Cid: o.Cid}, Bytes: o.Bytes, Size: o.Size}
-	if !o.IsProgress() && !p.OnlyHash {
+	switch {
+	case o.IsProgress() || p.OnlyHash:
+	case t.committed != nil:
+		out.Allocations = t.committed
+	default:
 		out.Allocations = s.allocations(t)
 	}
 	b, err := json.Marshal(out)
@@ -198,19 +202,47 @@ func (s *Server) encodeOutput(o unixfs.Output, p *AddParams, t *target) ([]byte,
 // A pin is recorded only after every block of its DAG is durable and, with
 // peers, pinned on them, so a failed or interrupted add leaves no pin.
 func (s *Server) runAdd(ctx context.Context, p *AddParams, t *target, entries unixfs.EntryReader, emit func(unixfs.Output) error) error {
+	// The last output, the root, is held back until its pin is committed:
+	// a client that sees the root line can rely on the pin (it carries the
+	// committed allocations), and a failed add shows no root at all.
+	var held *unixfs.Output
+	hold := func(o unixfs.Output) error {
+		if held != nil {
+			if err := emit(*held); err != nil {
+				return err
+			}
+			held = nil
+		}
+		if o.IsProgress() {
+			return emit(o)
+		}
+		held = &o
+		return nil
+	}
 	var roots []cid.Cid
 	var err error
 	if p.Format == "car" {
-		roots, err = s.runCarAdd(ctx, p, t.sink, entries, emit)
+		roots, err = s.runCarAdd(ctx, p, t.sink, entries, hold)
 	} else {
-		roots, err = unixfs.Import(ctx, entries, &p.Unixfs, s.cfg.Pool, t.sink, emit)
+		roots, err = unixfs.Import(ctx, entries, &p.Unixfs, s.cfg.Pool, t.sink, hold)
 	}
 	if err := t.finish(ctx, err); err != nil {
 		return err
 	}
-	if p.OnlyHash {
-		return nil
+	if !p.OnlyHash {
+		if err := s.commitAdd(ctx, p, t, roots); err != nil {
+			return err
+		}
 	}
+	if held != nil {
+		return emit(*held)
+	}
+	return nil
+}
+
+// commitAdd makes the blocks of a finished add durable (store sync; with
+// peers every block was acknowledged already) and pins its roots.
+func (s *Server) commitAdd(ctx context.Context, p *AddParams, t *target, roots []cid.Cid) error {
 	if t.session == nil {
 		if err := s.cfg.Store.Sync(ctx); err != nil {
 			return fmt.Errorf("cannot sync blocks: %w", err)
@@ -219,20 +251,12 @@ func (s *Server) runAdd(ctx context.Context, p *AddParams, t *target, entries un
 	if p.NoPin {
 		return nil
 	}
-	if err := s.pinOnPeers(ctx, t, p, roots); err != nil {
+	pins, err := s.backend.pinAdded(ctx, t, p, roots)
+	if err != nil {
 		return err
 	}
-	allocs := s.allocations(t)
-	if t.session != nil {
-		allocs = peerIDs(t.pinners)
-	}
-	now := time.Now()
-	pins := make([]pinner.Pin, len(roots))
-	for i, root := range roots {
-		pins[i] = s.newPin(root, &p.Pin, allocs, now)
-	}
-	if err := s.pinner.RecordAdded(ctx, pins); err != nil {
-		return fmt.Errorf("cannot record the pins of %d roots: %w", len(roots), err)
+	if len(pins) > 0 && len(pins[len(pins)-1].Allocations) > 0 {
+		t.committed = pins[len(pins)-1].Allocations
 	}
 	return nil
 }
@@ -240,8 +264,8 @@ func (s *Server) runAdd(ctx context.Context, p *AddParams, t *target, entries un
 // newPin builds the pin of an add, allocated to the peers that hold it.
 // Replication factors default to IPFS Cluster's stock -1 (everywhere);
 // then, as in IPFS Cluster, the allocations are [].
-func (s *Server) newPin(root cid.Cid, po *PinOptions, allocs []string, now time.Time) pinner.Pin {
-	rmin, rmax := s.pinner.ResolveFactors(po.ReplicationFactorMin, po.ReplicationFactorMax)
+func (s *Server) newPin(root cid.Cid, po *PinOptions, allocs []string) pinner.Pin {
+	rmin, rmax := s.backend.resolveFactors(po.ReplicationFactorMin, po.ReplicationFactorMax)
 	if rmin == -1 && rmax == -1 {
 		allocs = []string{}
 	}
@@ -267,14 +291,14 @@ func (s *Server) newPin(root cid.Cid, po *PinOptions, allocs []string, now time.
 		Type:                 pinner.TypePin,
 		Allocations:          allocs,
 		MaxDepth:             depth,
-		Timestamp:            now,
+		Timestamp:            time.Now(),
 	}
 }
 
-func peerIDs(peers []*blockfanout.Peer) []string {
+func (s *Server) peerIDs(peers []*blockfanout.Peer) []string {
 	ids := make([]string, 0, len(peers))
 	for _, p := range peers {
-		if id := p.ID(); id != "" {
+		if id := s.backend.peerID(p); id != "" {
 			ids = append(ids, id)
 		}
 	}

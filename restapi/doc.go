@@ -16,6 +16,9 @@
 //     are checked up front too: a bad value is a 400 with the same text.
 //   - Several top-level entries without wrap-with-directory: every entry
 //     is reported and every entry's root is pinned (IPFS Cluster pins one).
+//   - The root's output line is held back until its pin is committed, so
+//     that it carries the committed allocations and a failed add shows no
+//     root (IPFS Cluster streams it first).
 //   - Blocks are fsynced before a pin is recorded; a pin exists only for a
 //     DAG whose every block is durable (or, with peers, acknowledged by
 //     replication-min of them and pinned there).

@@ -25,6 +25,9 @@ type target struct {
 	// the one holder must.
 	minOK, pinMin int
 	local         bool // local=true: holders is the first peer only
+	// committed are the allocations of the last root's committed pin,
+	// when the backend reports any: what the root's output carries.
+	committed []string
 }
 
 // allocations lists the IDs reported in AddedOutput.allocations: the
@@ -35,7 +38,7 @@ func (s *Server) allocations(t *target) []string {
 	if t.session == nil {
 		return []string{s.cfg.PeerID}
 	}
-	return peerIDs(t.pinners)
+	return s.peerIDs(t.pinners)
 }
 
 // openTarget chooses the targets of an add. Replication factors follow IPFS
@@ -51,8 +54,8 @@ func (s *Server) openTarget(ctx context.Context, p *AddParams) (*target, error) 
 		}
 		return &target{sink: sink}, nil
 	}
-	rmin, rmax := s.pinner.ResolveFactors(p.Pin.ReplicationFactorMin, p.Pin.ReplicationFactorMax)
-	peers, err := s.allocatePeers(rmin, rmax, p.Pin.UserAllocations)
+	rmin, rmax := s.backend.resolveFactors(p.Pin.ReplicationFactorMin, p.Pin.ReplicationFactorMax)
+	peers, err := s.allocatePeers(ctx, rmin, rmax, p.Pin.UserAllocations)
 	if err != nil {
 		return nil, err
 	}
@@ -62,7 +65,10 @@ func (s *Server) openTarget(ctx context.Context, p *AddParams) (*target, error) 
 	}
 	t.pinMin = t.minOK
 	if p.Local {
-		local := s.cfg.Fanout.Peers()[0].Peer
+		local, err := s.backend.localPeer()
+		if err != nil {
+			return nil, err
+		}
 		t.holders, t.minOK, t.local = []*blockfanout.Peer{local}, 1, true
 		// As IPFS Cluster (spec §4.6): without user allocations, the local
 		// peer takes the last allocation if it was not allocated, so that
@@ -118,22 +124,19 @@ func (s *Server) pinOnPeers(ctx context.Context, t *target, p *AddParams, roots 
 	return nil
 }
 
-// allocatePeers applies the pinner's allocation policy to the Fanout's
-// peers.
-func (s *Server) allocatePeers(rmin, rmax int, user []string) ([]*blockfanout.Peer, error) {
-	chosen, err := s.pinner.Allocate(rmin, rmax, user)
+// allocatePeers applies the backend's allocation to the Fanout's peers.
+func (s *Server) allocatePeers(ctx context.Context, rmin, rmax int, user []string) ([]*blockfanout.Peer, error) {
+	chosen, err := s.backend.allocate(ctx, rmin, rmax, user)
 	if err != nil {
 		return nil, err
 	}
-	byID := map[string]*blockfanout.Peer{}
+	byName := map[string]*blockfanout.Peer{}
 	for _, st := range s.cfg.Fanout.Peers() {
-		if st.ID != "" {
-			byID[st.ID] = st.Peer
-		}
+		byName[st.Peer.Name] = st.Peer
 	}
 	out := make([]*blockfanout.Peer, 0, len(chosen))
 	for _, c := range chosen {
-		if p := byID[c.ID]; p != nil {
+		if p := byName[c.Name]; p != nil {
 			out = append(out, p)
 		}
 	}

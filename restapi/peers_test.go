@@ -6,6 +6,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -173,8 +174,18 @@ func TestPeerKilledMidAdd(t *testing.T) {
 			if r.trailer != "" || !strings.Contains(r.raw, `"name":"big"`) {
 				t.Fatalf("min %d: %q %q", c.min, r.raw, r.trailer)
 			}
-			var o struct{ Cid string }
-			json.Unmarshal([]byte(strings.TrimSpace(r.raw)), &o)
+			var o struct {
+				Cid         string
+				Allocations []string
+			}
+			if err := json.Unmarshal([]byte(strings.TrimSpace(r.raw)), &o); err != nil {
+				t.Fatalf("min %d: output %q: %v", c.min, r.raw, err)
+			}
+			// The root line comes once the pin is committed, and names
+			// the peers that hold it, not the dead one.
+			if len(o.Allocations) != 2 || slices.Contains(o.Allocations, cl.daemons[2].PeerID) {
+				t.Fatalf("min %d: root allocations %v; want the 2 live peers", c.min, o.Allocations)
+			}
 			for _, d := range cl.daemons[:2] {
 				if blocks, pinned := has(t, d, o.Cid); !blocks || !pinned {
 					t.Fatalf("surviving daemon: blocks %v pinned %v", blocks, pinned)
@@ -184,6 +195,10 @@ func TestPeerKilledMidAdd(t *testing.T) {
 		}
 		if !strings.Contains(r.trailer, "kubo2") {
 			t.Fatalf("min %d: trailer %q does not name the dead peer", c.min, r.trailer)
+		}
+		// A failed add shows no root: a client must not take it for added.
+		if strings.Contains(r.raw, `"name":"big"`) {
+			t.Fatalf("min %d: the failed add printed its root: %q", c.min, r.raw)
 		}
 		expectNoPins(t, cl.testServer, "add below replication-min")
 	}

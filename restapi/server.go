@@ -76,6 +76,7 @@ type Server struct {
 
 	pinner    *pinner.Pinner
 	ownPinner bool // made by New: Shutdown stops it
+	backend   backend
 
 	listenAddr atomic.Value // net.Addr of the last Serve, for /id
 
@@ -119,6 +120,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.pinner, s.ownPinner = p, true
 	}
+	s.backend = localBackend{s}
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	s.srv = &fasthttp.Server{
 		Handler:           s.authenticate(s.handle),
