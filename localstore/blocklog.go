@@ -32,28 +32,40 @@ var (
 	keyWatermark   = []byte("/blocklog/watermark") // segment id, size: the durable extent
 )
 
-// loc is where a block's data is: segment, offset, length. It is the value
-// of the block's index entry in pebble (16 bytes).
+// loc is where a block's data is: segment, offset, length, and the CRC-32C
+// (Castagnoli) of the data. It is the value of the block's index entry in
+// pebble: 20 bytes, or 16 without the CRC in entries written before it
+// existed (their blocks are checked by re-hashing instead; see check).
 type loc struct {
-	seg uint32
-	off uint64
-	n   uint32
+	seg    uint32
+	off    uint64
+	n      uint32
+	crc    uint32
+	hasCRC bool
 }
 
 func (l loc) bytes() []byte {
-	b := make([]byte, 16)
+	b := make([]byte, 20)
 	binary.BigEndian.PutUint32(b, l.seg)
 	binary.BigEndian.PutUint64(b[4:], l.off)
 	binary.BigEndian.PutUint32(b[12:], l.n)
+	binary.BigEndian.PutUint32(b[16:], l.crc)
 	return b
 }
 
 func parseLoc(b []byte) (loc, bool) {
-	if len(b) != 16 {
+	if len(b) != 16 && len(b) != 20 {
 		return loc{}, false
 	}
-	return loc{binary.BigEndian.Uint32(b), binary.BigEndian.Uint64(b[4:]), binary.BigEndian.Uint32(b[12:])}, true
+	l := loc{seg: binary.BigEndian.Uint32(b), off: binary.BigEndian.Uint64(b[4:]), n: binary.BigEndian.Uint32(b[12:])}
+	if len(b) == 20 {
+		l.crc, l.hasCRC = binary.BigEndian.Uint32(b[16:]), true
+	}
+	return l, true
 }
+
+// end is the offset just past the block.
+func (l loc) end() uint64 { return l.off + uint64(l.n) }
 
 // blockLog holds block data in append-only segment files, <dir>/<id>.log:
 // a block is written once, with one write(2) into the page cache, instead of
@@ -80,6 +92,11 @@ type blockLog struct {
 	fs  vfs.FS
 	dir string
 	db  *pebble.DB
+
+	// segs is held for reading from an index lookup to the end of the read
+	// of the data it found, and for writing while compaction forgets a
+	// segment, so that no read of a removed segment is in flight (LOCKS.md).
+	segs sync.RWMutex
 
 	syncMu  sync.Mutex // one sync at a time, so watermarks only move forward
 	writing sync.RWMutex

@@ -224,15 +224,21 @@ func (s *Store) Put(ctx context.Context, c cid.Cid, data []byte) error {
 	key := blockKey(c).Bytes()
 	// The same has-before-put as boxo's blockstore: a duplicate block
 	// (repeated chunks, re-uploads) costs a lookup instead of a write.
-	if _, ok, err := s.locate(key); err != nil {
+	s.log.segs.RLock()
+	_, ok, err := s.locate(key)
+	s.log.segs.RUnlock()
+	if err != nil {
 		return fmt.Errorf("cannot check block %s: %w", c, err)
-	} else if ok {
+	}
+	if ok {
 		return nil
 	}
+	sum := checksum(data)
 	at, err := s.log.append(data)
 	if err != nil {
 		return fmt.Errorf("cannot put block %s: %w", c, err)
 	}
+	at.crc, at.hasCRC = sum, true
 	if err := s.db.Set(key, at.bytes(), pebble.NoSync); err != nil {
 		return fmt.Errorf("cannot index block %s: %w", c, err)
 	}
@@ -260,7 +266,9 @@ func (s *Store) Has(ctx context.Context, c cid.Cid) (bool, error) {
 	if _, ok := identityData(c); ok {
 		return true, nil
 	}
+	s.log.segs.RLock()
 	_, ok, err := s.locate(blockKey(c).Bytes())
+	s.log.segs.RUnlock()
 	if err != nil {
 		return false, fmt.Errorf("cannot check block %s: %w", c, err)
 	}
@@ -269,8 +277,18 @@ func (s *Store) Has(ctx context.Context, c cid.Cid) (bool, error) {
 
 // locate returns where the block under key is, if it is stored: an index
 // entry that points past what the block log recovered (written but never
-// synced before a crash) counts as absent.
+// synced before a crash) counts as absent. The caller holds s.log.segs for
+// reading (LOCKS.md), and keeps holding it while it reads the data found.
 func (s *Store) locate(key []byte) (loc, bool, error) {
+	at, ok, err := s.entry(key)
+	if err != nil || !ok {
+		return loc{}, false, err
+	}
+	return at, s.log.valid(at), nil
+}
+
+// entry returns the index entry under key, valid or not.
+func (s *Store) entry(key []byte) (loc, bool, error) {
 	v, closer, err := s.db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return loc{}, false, nil
@@ -283,12 +301,15 @@ func (s *Store) locate(key []byte) (loc, bool, error) {
 	if !ok {
 		return loc{}, false, fmt.Errorf("corrupt index entry of %d bytes", len(v))
 	}
-	return at, s.log.valid(at), nil
+	return at, true, nil
 }
 
 // Get returns a copy of the block's data, owned by the caller. For an
 // identity-hash CID it returns the inline data. An absent block gives an
-// error matching both ErrNotFound and ipld.ErrNotFound.
+// error matching both ErrNotFound and ipld.ErrNotFound. Every block read is
+// checked against the CRC-32C in its index entry (re-hashed, for entries
+// written before the CRC existed): one whose bytes changed is never
+// returned, its error matches ErrCorrupt and names its segment and offset.
 func (s *Store) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
@@ -296,18 +317,28 @@ func (s *Store) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 	if data, ok := identityData(c); ok {
 		return data, nil
 	}
+	s.log.segs.RLock()
 	at, ok, err := s.locate(blockKey(c).Bytes())
+	var data []byte
+	if err == nil && ok {
+		data, err = s.log.read(at)
+	}
+	s.log.segs.RUnlock()
 	if err != nil {
 		return nil, fmt.Errorf("cannot get block %s: %w", c, err)
 	}
 	if !ok {
 		return nil, &notFoundError{c: c}
 	}
-	data, err := s.log.read(at)
-	if err != nil {
-		return nil, fmt.Errorf("cannot get block %s: %w", c, err)
+	if !intact(c.Hash(), at, data) {
+		return nil, corruptError(c, at)
 	}
 	return data, nil
+}
+
+// corruptError is the error of a block whose data fails its check.
+func corruptError(c cid.Cid, at loc) error {
+	return fmt.Errorf("cannot read block %s at segment %d, offset %d (%d bytes): %w", c, at.seg, at.off, at.n, ErrCorrupt)
 }
 
 // Sync makes every Put (and every write through Datastore) that returned

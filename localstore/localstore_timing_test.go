@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"fmt"
 	"sync/atomic"
 	"testing"
 
@@ -147,4 +148,88 @@ func openBench(b *testing.B) *Store {
 		}
 	})
 	return s
+}
+
+// BenchmarkReadCheck measures what checking a block costs on the read path:
+// the read alone (from the page cache, as a gateway re-reading hot blocks
+// sees it; a read from the disk costs more and makes the check relatively
+// cheaper), the read and a CRC-32C of it (what Get does), and the read and
+// a SHA-256 re-hash (the other choice: the CID's multihash as the
+// checksum). Get is the whole method, index lookup included.
+func BenchmarkReadCheck(b *testing.B) {
+	for _, size := range []int{256 << 10, 1 << 20} {
+		s := openBench(b)
+		ctx := context.Background()
+		const blocks = 64 // 16–64 MiB: fits the page cache, not the CPU caches
+		data := make([]byte, size)
+		cids := make([]cid.Cid, blocks)
+		for i := range cids {
+			if _, err := rand.Read(data); err != nil {
+				b.Fatal(err)
+			}
+			h, err := mh.Sum(data, mh.SHA2_256, -1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			cids[i] = cid.NewCidV1(cid.Raw, h)
+			if err := s.Put(ctx, cids[i], data); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := s.Sync(ctx); err != nil {
+			b.Fatal(err)
+		}
+		read := func(i int) ([]byte, loc) {
+			s.log.segs.RLock()
+			defer s.log.segs.RUnlock()
+			at, ok, err := s.locate(blockKey(cids[i%blocks]).Bytes())
+			if err != nil || !ok {
+				b.Fatal(ok, err)
+			}
+			d, err := s.log.read(at)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return d, at
+		}
+		name := fmt.Sprintf("%dKiB/", size>>10)
+		b.Run(name+"read", func(b *testing.B) {
+			b.SetBytes(int64(size))
+			for i := 0; b.Loop(); i++ {
+				read(i)
+			}
+		})
+		b.Run(name+"read+crc32c", func(b *testing.B) {
+			b.SetBytes(int64(size))
+			for i := 0; b.Loop(); i++ {
+				d, at := read(i)
+				if checksum(d) != at.crc {
+					b.Fatal("crc mismatch")
+				}
+			}
+		})
+		b.Run(name+"read+sha256", func(b *testing.B) {
+			b.SetBytes(int64(size))
+			for i := 0; b.Loop(); i++ {
+				d, _ := read(i)
+				if ok, _ := rehash(cids[i%blocks].Hash(), d); !ok {
+					b.Fatal("hash mismatch")
+				}
+			}
+		})
+		b.Run(name+"Get", func(b *testing.B) {
+			b.SetBytes(int64(size))
+			for i := 0; b.Loop(); i++ {
+				if _, err := s.Get(ctx, cids[i%blocks]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"crc32c-only", func(b *testing.B) {
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				checksum(data)
+			}
+		})
+	}
 }
