@@ -183,20 +183,6 @@ func TestCorruptBlockIsNotServed(t *testing.T) {
 	f("?format=car", 200)
 }
 
-func TestMissingBlockIsNotFetched(t *testing.T) {
-	// With an exchange, boxo would fetch a missing block and write it to
-	// the blockstore; with none, the request is a 404 and nothing changes.
-	store := newMapStore()
-	base := serve(t, gateway.Config{Store: store})
-	c := rawCid(t, []byte("x"))
-	if r := do(t, "GET", base+"/ipfs/"+c.String()+"?format=raw", nil); r.status != 404 {
-		t.Fatalf("status %d, want 404", r.status)
-	}
-	if len(store.m) != 0 {
-		t.Fatalf("the store was written: %d blocks", len(store.m))
-	}
-}
-
 func TestBasicAuth(t *testing.T) {
 	store := newMapStore()
 	data := []byte("secret data")
