@@ -47,9 +47,14 @@ type PeerConfig struct {
 
 // Config configures a Fanout. The zero value works except for Peers.
 type Config struct {
-	// Peers are the kubo daemons blocks go to. At least one is required;
-	// more can be added later with AddPeer.
+	// Peers are the kubo daemons blocks go to. At least one is required
+	// unless Dynamic; more can be added later with AddPeer.
 	Peers []PeerConfig
+
+	// Dynamic allows an empty Peers: the peer set comes from AddPeer and
+	// RemovePeer only (ingestd in front of an IPFS Cluster follows the
+	// cluster's peers). Default false.
+	Dynamic bool
 
 	// QueueBlocks is the most blocks a session holds for one peer until
 	// that peer acknowledges them (the peer's queue, counting blocks not
@@ -156,7 +161,7 @@ func newConfig(cfg Config) (config, error) {
 	} else if c.client.Timeout != 0 {
 		return config{}, fmt.Errorf("client timeout (%v) must be 0: block/put streams last as long as an add; use StallTimeout", c.client.Timeout)
 	}
-	if len(cfg.Peers) == 0 {
+	if len(cfg.Peers) == 0 && !cfg.Dynamic {
 		return config{}, errors.New("no peers configured")
 	}
 	return c, nil

@@ -223,10 +223,11 @@ func (c *Client) Metrics(ctx context.Context, name string) ([]Metric, error) {
 	return out, err
 }
 
-// Pin commits a pin of k with the pin options in q (POST /pins/{cid}) and
+// Pin commits a pin of k with the pin options in q (POST /pins/ipfs/{cid},
+// the route that honours mode=direct) and
 // returns the pin the cluster committed.
 func (c *Client) Pin(ctx context.Context, k cid.Cid, q url.Values) (pinner.Pin, error) {
 	var p pinner.Pin
-	err := c.call(ctx, http.MethodPost, "/pins/"+k.String(), q, func(b json.RawMessage) error { return json.Unmarshal(b, &p) })
+	err := c.call(ctx, http.MethodPost, "/pins/ipfs/"+k.String(), q, func(b json.RawMessage) error { return json.Unmarshal(b, &p) })
 	return p, err
 }

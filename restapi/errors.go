@@ -8,6 +8,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/ingestd/ingestd/blockfanout"
+	"github.com/ingestd/ingestd/clusterapi"
 	"github.com/ingestd/ingestd/ingest/car"
 	"github.com/ingestd/ingestd/ingest/multipart"
 	"github.com/ingestd/ingestd/ingest/unixfs"
@@ -38,7 +39,7 @@ func statusOf(err error) (int, int) {
 		return se.Code, se.RetryAfter
 	case errors.Is(err, pinner.ErrNotFound):
 		return fasthttp.StatusNotFound, 0
-	case errors.Is(err, blockfanout.ErrNotEnoughPeers), errors.Is(err, pinner.ErrNotEnoughPeers):
+	case errors.Is(err, blockfanout.ErrNotEnoughPeers), errors.Is(err, pinner.ErrNotEnoughPeers), errors.Is(err, clusterapi.ErrUnavailable):
 		return fasthttp.StatusServiceUnavailable, 5
 	case errors.Is(err, ErrBadParam), errors.Is(err, pinner.ErrBadRequest),
 		errors.Is(err, multipart.ErrMalformed),

@@ -41,7 +41,14 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		redirect(ctx, fasthttp.StatusMovedPermanently, clean)
 		return
 	}
-	if err := s.route(ctx, string(ctx.Method()), string(ctx.Path())); err != nil {
+	method, p := string(ctx.Method()), string(ctx.Path())
+	var err error
+	if s.cluster != nil && p != "/add" && p != "/health" {
+		err = s.forward(ctx, &s.cluster.cfg)
+	} else {
+		err = s.route(ctx, method, p)
+	}
+	if err != nil {
 		writeError(ctx, err)
 	}
 }

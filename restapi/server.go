@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -55,6 +56,14 @@ type Config struct {
 	// ShutdownTimeout bounds how long Shutdown lets in-flight adds finish
 	// before cancelling them. Default 30s.
 	ShutdownTimeout time.Duration
+	// Cluster, when set, puts ingestd in front of an IPFS Cluster
+	// (docs/cluster.md): adds go to the cluster peers' kubo daemons through
+	// Fanout (which must be Dynamic: its peers follow the cluster's) and
+	// are pinned through the cluster; every other endpoint is forwarded to
+	// it; Pins and Pinner are not used. Default nil: ingestd's own pinset.
+	Cluster *ClusterConfig
+	// Logger receives background errors. Default: the standard logger.
+	Logger *log.Logger
 	// BasicAuth maps user names to passwords (IPFS Cluster's
 	// basic_auth_credentials). Empty: no auth, as IPFS Cluster's default.
 	// Every request but GET /health and CORS preflights then needs Basic
@@ -77,6 +86,7 @@ type Server struct {
 	pinner    *pinner.Pinner
 	ownPinner bool // made by New: Shutdown stops it
 	backend   backend
+	cluster   *clusterBackend // in front of an IPFS Cluster; nil otherwise
 
 	listenAddr atomic.Value // net.Addr of the last Serve, for /id
 
@@ -91,8 +101,11 @@ type Server struct {
 
 // New validates cfg and builds a Server.
 func New(cfg Config) (*Server, error) {
-	if cfg.Store == nil || (cfg.Pins == nil && cfg.Pinner == nil) || cfg.Pool == nil {
-		return nil, errors.New("cannot create server: Store, Pins (or Pinner) and Pool are required")
+	if cfg.Store == nil || (cfg.Pins == nil && cfg.Pinner == nil && cfg.Cluster == nil) || cfg.Pool == nil {
+		return nil, errors.New("cannot create server: Store, Pins (or Pinner, or Cluster) and Pool are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = log.Default()
 	}
 	if cfg.PeerID == "" || !validPeerID(cfg.PeerID) {
 		return nil, fmt.Errorf("cannot create server: peer ID %q is not valid", cfg.PeerID)
@@ -113,14 +126,22 @@ func New(cfg Config) (*Server, error) {
 		cfg.ShutdownTimeout = 30 * time.Second
 	}
 	s := &Server{cfg: cfg, addSem: make(chan struct{}, cfg.MaxConcurrentAdds), pinner: cfg.Pinner, removed: map[string]blockfanout.PeerConfig{}}
-	if s.pinner == nil {
+	if cfg.Cluster != nil {
+		b, err := newClusterBackend(s, *cfg.Cluster)
+		if err != nil {
+			return nil, fmt.Errorf("cannot create server: %w", err)
+		}
+		s.cluster, s.backend = b, b
+	} else if s.pinner == nil {
 		p, err := s.newPinner()
 		if err != nil {
 			return nil, err
 		}
 		s.pinner, s.ownPinner = p, true
 	}
-	s.backend = localBackend{s}
+	if s.backend == nil {
+		s.backend = localBackend{s}
+	}
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	s.srv = &fasthttp.Server{
 		Handler:           s.authenticate(s.handle),
@@ -155,11 +176,16 @@ func (s *Server) Serve(ln net.Listener) error {
 		return nil
 	}
 	s.lns = append(s.lns, ln)
-	if s.ownPinner && !s.pinnerStarted {
+	if !s.pinnerStarted {
 		s.pinnerStarted = true
-		if err := s.pinner.Start(); err != nil {
-			s.lnMu.Unlock()
-			return fmt.Errorf("cannot serve: %w", err)
+		if s.ownPinner {
+			if err := s.pinner.Start(); err != nil {
+				s.lnMu.Unlock()
+				return fmt.Errorf("cannot serve: %w", err)
+			}
+		}
+		if s.cluster != nil {
+			s.adds.Go(func() { s.cluster.run(s.baseCtx) })
 		}
 	}
 	s.lnMu.Unlock()
@@ -192,3 +218,6 @@ func (s *Server) Shutdown() error {
 	}
 	return err
 }
+
+// logf logs a background error.
+func (s *Server) logf(format string, args ...any) { s.cfg.Logger.Printf(format, args...) }

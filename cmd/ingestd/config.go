@@ -43,6 +43,17 @@ type Config struct {
 	// Default "": plain HTTP.
 	TLSCert string `json:"ssl_cert_file"`
 	TLSKey  string `json:"ssl_key_file"`
+	// Cluster is the REST API URL of an IPFS Cluster peer: ingestd then
+	// runs in front of that cluster (docs/cluster.md) instead of keeping
+	// its own pinset. Default "": ingestd's own pinset.
+	Cluster string `json:"cluster"`
+	// ClusterBasicAuth is USER:PASSWORD for the cluster's API, ClusterToken
+	// a JWT from its POST /token. Default none.
+	ClusterBasicAuth string `json:"cluster_basic_auth"`
+	ClusterToken     string `json:"cluster_token"`
+	// ClusterKubo maps cluster peer IDs to their kubo RPC API URLs; others
+	// default to the host of the peer's IPFS addresses, port 5001.
+	ClusterKubo map[string]string `json:"cluster_kubo"`
 }
 
 // PeerConfig is one kubo daemon: its RPC API URL and an optional name.
@@ -126,6 +137,9 @@ func (c *Config) validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("cannot use listen address %q: %w", c.Listen, err)
 	}
+	if err := c.validateCluster(); err != nil {
+		return err
+	}
 	if c.BasicAuth != nil && len(c.BasicAuth) == 0 {
 		// As IPFS Cluster: an empty object is a mistake, not "auth off".
 		return errors.New("cannot use basic_auth_credentials: it is empty; remove it to turn auth off")
@@ -156,6 +170,11 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*C
 	fs.Var(&creds, "basic-auth", "require Basic auth or a token from POST /token with USER:PASSWORD; repeatable (env INGESTD_BASIC_AUTH, comma-separated; the environment or config file keep passwords out of ps)")
 	tlsCert := fs.String("tls-cert", "", "serve over TLS with this PEM certificate (env INGESTD_TLS_CERT; needs --tls-key)")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert (env INGESTD_TLS_KEY)")
+	cluster := fs.String("cluster", "", "run in front of the IPFS Cluster whose REST API is at this URL (env INGESTD_CLUSTER)")
+	clusterAuth := fs.String("cluster-basic-auth", "", "USER:PASSWORD for the cluster's REST API (env INGESTD_CLUSTER_BASIC_AUTH)")
+	clusterToken := fs.String("cluster-token", "", "JWT for the cluster's REST API (env INGESTD_CLUSTER_TOKEN)")
+	var clusterKubo kuboList
+	fs.Var(&clusterKubo, "cluster-kubo", "PEERID=URL: the kubo RPC API of a cluster peer, when not its IPFS address's host on port 5001; repeatable (env INGESTD_CLUSTER_KUBO, comma-separated)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -189,6 +208,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*C
 		{"INGESTD_PEERNAME", *peername, &c.PeerName},
 		{"INGESTD_TLS_CERT", *tlsCert, &c.TLSCert},
 		{"INGESTD_TLS_KEY", *tlsKey, &c.TLSKey},
+		{"INGESTD_CLUSTER", *cluster, &c.Cluster},
+		{"INGESTD_CLUSTER_BASIC_AUTH", *clusterAuth, &c.ClusterBasicAuth},
+		{"INGESTD_CLUSTER_TOKEN", *clusterToken, &c.ClusterToken},
 	} {
 		if v := getenv(o.env); v != "" {
 			*o.dst = v
@@ -227,6 +249,19 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*C
 				return nil, fmt.Errorf("cannot parse --basic-auth: %w", err)
 			}
 		}
+	}
+	if v := getenv("INGESTD_CLUSTER_KUBO"); v != "" {
+		c.ClusterKubo = nil
+		var l kuboList
+		for _, e := range strings.Split(v, ",") {
+			if err := l.Set(strings.TrimSpace(e)); err != nil {
+				return nil, fmt.Errorf("cannot parse INGESTD_CLUSTER_KUBO: %w", err)
+			}
+		}
+		c.ClusterKubo = l
+	}
+	if len(clusterKubo) > 0 {
+		c.ClusterKubo = clusterKubo
 	}
 	if v := getenv("INGESTD_NO_FSYNC"); v != "" {
 		b, err := strconv.ParseBool(v)

@@ -80,7 +80,20 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 			logger.Printf("peer %s: alive=%v id=%s %s", st.Peer.Name, st.Alive, st.ID, st.LastErr)
 		}
 	}
+	var cluster *restapi.ClusterConfig
+	if cfg.Cluster != "" {
+		if cluster, fanout, err = clusterSetup(cfg); err != nil {
+			return err
+		}
+		if err := fanout.Start(context.Background()); err != nil {
+			return fmt.Errorf("cannot start peers: %w", err)
+		}
+		defer fanout.Stop()
+		logger.Printf("in front of the IPFS Cluster at %s", cfg.Cluster)
+	}
 	srv, err := restapi.New(restapi.Config{
+		Cluster:   cluster,
+		Logger:    logger,
 		PeerID:    peerID,
 		PeerName:  cfg.PeerName,
 		Store:     store,
