@@ -16,6 +16,11 @@ import (
 // maxSegmentSize is where the block log starts a new segment file.
 var maxSegmentSize uint64 = 1 << 30 // a variable for tests
 
+// fsyncHook, when set (by tests, before Open), is called with each segment
+// file just before the log fsyncs it: the power-loss tests record what
+// was on disk then, and drop the rest.
+var fsyncHook func(f vfs.File)
+
 // writebackBytes: every this many bytes appended start the write-back of
 // the segment (sync_file_range, as pebble's WALBytesPerSync), so that the
 // disk works while the upload arrives and the fsync at the end of an add
@@ -30,6 +35,11 @@ const writebackBytes = 8 << 20
 var (
 	keyNextSegment = []byte("/blocklog/next")      // uint32: first unused segment id
 	keyWatermark   = []byte("/blocklog/watermark") // segment id, size: the durable extent
+	// keyClean is set by a Close that synced everything and deleted by
+	// Open: found missing at Open, the last run crashed, and index entries
+	// of blocks put after its last Sync may point past the log (localstore.go,
+	// dropUnacknowledged).
+	keyClean = []byte("/blocklog/clean")
 )
 
 // loc is where a block's data is: segment, offset, length, and the CRC-32C
@@ -109,6 +119,13 @@ type blockLog struct {
 	sizes   map[uint32]uint64 // valid extent of every readable segment
 	files   map[uint32]vfs.File
 
+	// recovered is the watermark open recovered: every block put and
+	// synced by the previous runs lies before it.
+	recovered struct {
+		seg  uint32
+		size uint64
+	}
+
 	// direct writes segments with O_DIRECT (direct.go); nil when the file
 	// system is not the OS's or refuses it. curDirect is cur's O_DIRECT
 	// file; retired are earlier ones, closed at the next sync once their
@@ -167,7 +184,25 @@ func openBlockLog(fs vfs.FS, dir string, db *pebble.DB, osFS bool) (*blockLog, e
 				return nil, fmt.Errorf("cannot remove unsynced segment %s: %w", path, err)
 			}
 		case uint32(id) == wmSeg:
-			l.sizes[uint32(id)] = wmSize
+			st, err := fs.Stat(path)
+			if err != nil {
+				return nil, fmt.Errorf("cannot stat segment %s: %w", path, err)
+			}
+			size := uint64(st.Size())
+			if size > wmSize && osFS {
+				// Past the watermark: never acknowledged, perhaps torn.
+				// Its bytes would be dead space forever (segments are
+				// frozen), so they go now. If the truncation is lost in a
+				// crash, the next Open does it again.
+				if err := os.Truncate(path, int64(wmSize)); err != nil {
+					return nil, fmt.Errorf("cannot truncate segment %s to its synced size: %w", path, err)
+				}
+			}
+			// Shorter than the watermark: acknowledged data was lost (a
+			// disk that lied about fsync, a file truncated by hand). The
+			// entries past the end read as absent and Verify reports them
+			// as missing.
+			l.sizes[uint32(id)] = min(size, wmSize)
 		default:
 			st, err := fs.Stat(path)
 			if err != nil {
@@ -176,6 +211,7 @@ func openBlockLog(fs vfs.FS, dir string, db *pebble.DB, osFS bool) (*blockLog, e
 			l.sizes[uint32(id)] = uint64(st.Size())
 		}
 	}
+	l.recovered.seg, l.recovered.size = wmSeg, wmSize
 	if osFS {
 		l.direct = newDirectWriter()
 	}
@@ -365,6 +401,9 @@ func (l *blockLog) sync(noFsync bool) error {
 	}
 	if !noFsync {
 		for _, f := range dirty {
+			if fsyncHook != nil {
+				fsyncHook(f)
+			}
 			if err := f.Sync(); err != nil {
 				return fmt.Errorf("cannot sync block log: %w", err)
 			}

@@ -1,6 +1,7 @@
 package localstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -132,6 +133,13 @@ func open(dir string, opts Options, popts *pebble.Options) (*Store, error) {
 	if fs == nil {
 		fs = vfs.Default
 	}
+	// The marker goes before anything is written: the synced write that
+	// starts the first segment makes its removal durable.
+	clean, err := takeCleanMarker(ds.DB)
+	if err != nil {
+		ds.Close()
+		return nil, fmt.Errorf("cannot open block store in %s: %w", dir, err)
+	}
 	log, err := openBlockLog(fs, fs.PathJoin(dir, "blocks"), ds.DB, osFS)
 	if err != nil {
 		ds.Close()
@@ -145,7 +153,73 @@ func open(dir string, opts Options, popts *pebble.Options) (*Store, error) {
 		noSync: opts.NoSync,
 		dir:    dir,
 	}
+	if !clean {
+		if err := s.dropUnacknowledged(); err != nil {
+			s.log.close()
+			ds.Close()
+			return nil, fmt.Errorf("cannot open block store in %s: %w", dir, err)
+		}
+	}
 	return s, nil
+}
+
+// takeCleanMarker reports whether the last Close synced everything, and
+// deletes the marker (not synced: the caller's next synced write is).
+func takeCleanMarker(db *pebble.DB) (bool, error) {
+	_, closer, err := db.Get(keyClean)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("cannot read block log state: %w", err)
+	}
+	closer.Close()
+	if err := db.Delete(keyClean, pebble.NoSync); err != nil {
+		return false, fmt.Errorf("cannot record block log state: %w", err)
+	}
+	return true, nil
+}
+
+// dropUnacknowledged deletes the index entries of blocks put after the
+// last Sync of a run that crashed: their data is past the recovered
+// watermark, which Open forgot (pebble may have kept the entries: its WAL
+// survives kill -9 and may be flushed before the data). Such entries
+// already read as absent; dropping them keeps the index a picture of the
+// log, so that Verify's "missing" means acknowledged data lost, and a
+// later Put of the block writes it again. It runs after a crash only (no
+// clean marker), and reads the whole index: about a second per few
+// million blocks.
+func (s *Store) dropUnacknowledged() error {
+	rec := s.log.recovered
+	prefix := []byte(blocksPrefix.String() + "/")
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return fmt.Errorf("cannot read the block index: %w", err)
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		at, ok := parseLoc(it.Value())
+		if !ok || at.seg < rec.seg || at.seg == rec.seg && at.end() <= rec.size {
+			continue
+		}
+		if err := b.Delete(bytes.Clone(it.Key()), nil); err != nil {
+			it.Close()
+			return fmt.Errorf("cannot drop unacknowledged blocks: %w", err)
+		}
+		n++
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("cannot read the block index: %w", err)
+	}
+	if n == 0 {
+		return nil
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("cannot drop %d unacknowledged blocks: %w", n, err)
+	}
+	return nil
 }
 
 // FreeSpace returns the bytes an unprivileged writer can still use on the
@@ -383,6 +457,8 @@ func (s *Store) Close() error {
 	var errs []error
 	if err := s.log.sync(s.noSync); err != nil {
 		errs = append(errs, err)
+	} else if err := s.db.Set(keyClean, nil, pebble.NoSync); err != nil {
+		errs = append(errs, fmt.Errorf("cannot record block log state: %w", err))
 	} else if !s.noSync {
 		if err := s.ds.Sync(context.Background(), datastore.NewKey("/")); err != nil {
 			errs = append(errs, fmt.Errorf("cannot sync block store: %w", err))

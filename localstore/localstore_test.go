@@ -322,6 +322,9 @@ func TestKillHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if s.log.direct == nil {
+		t.Fatal("the block log does not write with O_DIRECT")
+	}
 	for i := range killSynced {
 		c, data := testBlock(t, uint64(i), killSize)
 		if err := s.Put(ctx, c, data); err != nil {
@@ -351,7 +354,7 @@ func TestKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("writes 100 MiB in a child process")
 	}
-	dir := t.TempDir()
+	dir := directDir(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestKillHelper$", "-test.count=1")
 	cmd.Env = append(os.Environ(), killEnvDir+"="+dir)
 	var stderr strings.Builder
@@ -578,10 +581,13 @@ func TestBlocksReadBackAtEveryStage(t *testing.T) {
 	defer func(old uint64) { maxSegmentSize = old }(maxSegmentSize)
 	maxSegmentSize = 9 << 20 // several segments, several buffers each
 	ctx := context.Background()
-	dir := t.TempDir()
+	dir := directDir(t)
 	s, err := Open(dir, Options{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if s.log.direct == nil {
+		t.Fatal("the block log does not write with O_DIRECT")
 	}
 	rnd := rand.New(rand.NewPCG(1, 1))
 	type blk struct {
@@ -630,13 +636,13 @@ func TestBlocksReadBackAtEveryStage(t *testing.T) {
 // same process, without the lost blocks.
 func TestWriteFailure(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
+	dir := directDir(t)
 	s, err := Open(dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s.log.direct == nil {
-		t.Skip("no direct I/O on this file system")
+		t.Fatal("the block log does not write with O_DIRECT")
 	}
 	before, beforeData := testBlock(t, 1, 100<<10)
 	if err := s.Put(ctx, before, beforeData); err != nil {
