@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/ipfs/boxo/blockstore"
 	blocks "github.com/ipfs/go-block-format"
@@ -14,7 +13,10 @@ import (
 //
 // Get returns the block's data, owned by the caller, or an error matching
 // ipld.ErrNotFound (ipld.IsNotFound) when the block is absent: that is what
-// boxo turns into a 404. Both are called concurrently, from the gateway's
+// boxo turns into a 404. Get must never return data other than the block's
+// (localstore checks every read against a CRC-32C and returns ErrCorrupt
+// instead): the gateway does not re-hash, and deserialized responses are
+// not checked by clients. Both are called concurrently, from the gateway's
 // request goroutines.
 type Store interface {
 	Get(ctx context.Context, c cid.Cid) ([]byte, error)
@@ -27,17 +29,11 @@ var (
 	// fetches anything that boxo would write back.
 	ErrReadOnly = errors.New("gateway: the blockstore is read-only")
 
-	// ErrCorruptBlock is returned (wrapped, with the CID) for a block whose
-	// data does not hash to its CID. It is never served: boxo answers 500.
-	ErrCorruptBlock = errors.New("gateway: block data does not match its CID")
-
 	errNoKeys = errors.New("gateway: the blockstore cannot list its keys")
 )
 
 // readOnlyBlockstore is boxo's blockstore.Blockstore over a Store: the only
-// glue between boxo and the embedded store. Every read is verified against
-// its CID before boxo sees it, so a corrupted block is never served, not
-// even in deserialized responses, which clients cannot check.
+// glue between boxo and the embedded store.
 type readOnlyBlockstore struct {
 	store Store
 }
@@ -48,22 +44,16 @@ func (b readOnlyBlockstore) Has(ctx context.Context, c cid.Cid) (bool, error) {
 	return b.store.Has(ctx, c)
 }
 
-// Get returns the block, checked against its CID. A not-found error of the
-// store is returned as is, so boxo still recognises it.
+// Get returns the block. Errors of the store are returned as they are, so
+// that boxo still recognises a not-found one (404); any other is a 500.
 func (b readOnlyBlockstore) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
 	data, err := b.store.Get(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	// Prefix().Sum rebuilds the CID from the data with c's version, codec
-	// and hash function, so equality is a check of the multihash.
-	sum, err := c.Prefix().Sum(data)
-	if err != nil {
-		return nil, fmt.Errorf("cannot verify block %s: %w", c, err)
-	}
-	if !sum.Equals(c) {
-		return nil, fmt.Errorf("cannot serve block %s (%d bytes): %w", c, len(data), ErrCorruptBlock)
-	}
+	// No re-hash: the store checked the data (see Store), and hashing
+	// every block again would cost more than the read (localstore's
+	// BenchmarkReadCheck).
 	return blocks.NewBlockWithCid(data, c)
 }
 

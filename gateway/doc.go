@@ -25,9 +25,9 @@
 // # Limits
 //
 // It is offline: no exchange, so a block the store lacks is a 404 at once
-// and nothing is ever fetched or written. Every block is re-hashed before
-// boxo sees it; a block that does not match its CID is never served
-// (ErrCorruptBlock, a 500). Slow clients are bounded by ReadHeaderTimeout
+// and nothing is ever fetched or written. Blocks are not re-hashed here:
+// localstore checks every read against its CRC-32C, and a corrupt block
+// (localstore.ErrCorrupt) is a 500, its bytes never sent. Slow clients are bounded by ReadHeaderTimeout
 // and IdleTimeout, stalled responses by boxo's RetrievalTimeout, every
 // response by MaxRequestDuration, and load by MaxConcurrentRequests
 // (429 beyond it). There is no write timeout: large CARs stream for long.
