@@ -75,6 +75,7 @@ func TestParseErrors(t *testing.T) {
 		"inline=true&inline-limit=1000":    "inline-limit 1000 exceeds maximum",
 		"max-hamt-fanout=100":              "max-hamt-fanout must be a power of 2",
 		"max-file-links=0":                 "max-file-links must be positive",
+		"max-file-links=1":                 "max-file-links must be at least 2 with the balanced layout",
 		"profile=unixfs-v9":                "parameter profile invalid",
 		"raw-leaves=true&preserve-mtime=1": "raw-leaves can't be used with UnixFS metadata",
 		"pin-update=notacid":               "error decoding update option parameter",

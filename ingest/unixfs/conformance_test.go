@@ -173,6 +173,9 @@ func conformanceCases() []conformanceCase {
 		one("1024 chunks links 174", 1024*1024, "--chunker=size-1024"),
 		one("1025 chunks links 174", 1025*1024, "--chunker=size-1024"),
 		one("1024 chunks links 1024", 1024*1024, "--chunker=size-1024", "--max-file-links=1024"),
+		// One link per node: only the trickle layout can build it (the
+		// balanced one is refused, as kubo never finishes it).
+		one("trickle links 1", 10*1024, "--chunker=size-1024", "--trickle", "--max-file-links=1"),
 		one("1025 chunks links 1024", 1025*1024, "--chunker=size-1024", "--max-file-links=1024"),
 		one("1025 chunks links 1024 v1", 1025*1024, "--chunker=size-1024", "--max-file-links=1024", "--cid-version=1"),
 		one("max-file-links 3", 40*1024+7, "--chunker=size-1024", "--max-file-links=3"),

@@ -111,6 +111,11 @@ func (o *Options) Resolve() error {
 	if o.MaxFileLinks <= 0 {
 		return fmt.Errorf("%w: max-file-links must be positive, got %d", ErrBadOption, o.MaxFileLinks)
 	}
+	if o.MaxFileLinks < 2 && !o.Trickle {
+		// One link per node never reduces a balanced tree: boxo's builder
+		// (and kubo with it) loops forever on a file of two chunks.
+		return fmt.Errorf("%w: max-file-links must be at least 2 with the balanced layout, got %d", ErrBadOption, o.MaxFileLinks)
+	}
 	if o.MaxDirectoryLinks < 0 {
 		return fmt.Errorf("%w: max-directory-links must be non-negative, got %d", ErrBadOption, o.MaxDirectoryLinks)
 	}
