@@ -20,6 +20,8 @@ test: vet unit race clients fuzz
 vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
+	$$(bash .ci/staticcheck.sh) ./...
+	@$(GO) mod tidy -diff || (echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1)
 
 unit:
 	INGESTD_IPFS_BIN=$$(bash .ci/kubo.sh) INGESTD_CTL_BIN=$$(bash .ci/ctl.sh) INGESTD_REQUIRE_KUBO=1 $(GO) test -count=1 -shuffle=on ./...
@@ -46,6 +48,15 @@ fuzz:
 .PHONY: clients
 clients:
 	bash .ci/clients.sh
+
+# A real 3-peer IPFS Cluster (ipfs-cluster-service 1.1.6, CRDT consensus,
+# a kubo daemon per peer) for the tests of ingestd in front of a cluster
+# (issue 9). It may only run in a network namespace that has nothing but
+# loopback, so it needs root; .ci/netns-test.sh builds everything first and
+# sets the namespace up. Not part of `test`. See internal/clustertest.
+.PHONY: cluster-test
+cluster-test:
+	bash .ci/netns-test.sh ./internal/clustertest -count=1
 
 # The numbers in BENCHMARKS.md; see that file for what each one compares.
 bench:

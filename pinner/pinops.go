@@ -189,16 +189,6 @@ func (p *Pinner) List(ctx context.Context, fn func(Pin) error) error {
 	return p.cfg.Store.List(ctx, fn)
 }
 
-// allocatedPeers returns the targets that should hold pin.
-func allocatedPeers(pin Pin, peers []Target) []Target {
-	var out []Target
-	for _, t := range peers {
-		if t.ID != "" && isAllocated(pin, t.ID) {
-			out = append(out, t)
-		}
-	}
-	return out
-}
 
 // forget drops the item of c.
 func (t *peerTracker) forget(c cid.Cid) {

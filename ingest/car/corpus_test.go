@@ -204,17 +204,17 @@ func corpus() map[string][]byte {
 	unknown[indexAt], unknown[indexAt+1] = 0x81, 0x0a // 0x501
 	files["v2-index-unknown-codec.car"] = unknown
 	badOffset := slices.Clone(v2)
-	dataOffset, dataSize, indexOffset := v2Fields(badOffset)
+	dataOffset, _, _ := v2Fields(badOffset)
 	binary.LittleEndian.PutUint64(dataOffset, 20)
 	files["v2-bad-payload-offset.car"] = badOffset
 	pastEOF := slices.Clone(v2)
 	dataOffset, _, _ = v2Fields(pastEOF)
 	binary.LittleEndian.PutUint64(dataOffset, 1<<20)
-	_, _, indexOffset = v2Fields(pastEOF)
+	_, _, indexOffset := v2Fields(pastEOF)
 	binary.LittleEndian.PutUint64(indexOffset, 0)
 	files["v2-payload-offset-past-eof.car"] = pastEOF
 	longer := carV2(fileV1, nil)
-	_, dataSize, _ = v2Fields(longer)
+	_, dataSize, _ := v2Fields(longer)
 	binary.LittleEndian.PutUint64(dataSize, uint64(len(fileV1)+1000))
 	files["v2-payload-past-eof.car"] = longer
 	trailing := append(carV2(fileV1, nil), 0)

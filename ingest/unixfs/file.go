@@ -68,9 +68,6 @@ type fileBuilder struct {
 	tasks sync.WaitGroup // this file's tasks on the pool
 }
 
-// errStop ends the reader early; it is never reported.
-var errStop = errors.New("stop")
-
 // window is how many leaves may be in flight per file beyond the pool's own
 // queue: enough to keep every worker busy while the layout waits for the
 // oldest one, small enough to keep memory at a few chunks per upload.
