@@ -54,6 +54,15 @@ type Config struct {
 	// ClusterKubo maps cluster peer IDs to their kubo RPC API URLs; others
 	// default to the host of the peer's IPFS addresses, port 5001.
 	ClusterKubo map[string]string `json:"cluster_kubo"`
+	// Gateway is the address of the IPFS gateway on the embedded store
+	// (package gateway, docs/gateway.md); "off" turns it off, and so does
+	// "" given as the flag or in the file. Default 127.0.0.1:8080, as
+	// kubo, in the embedded mode; off with peers or a cluster.
+	Gateway string `json:"gateway"`
+	// GatewayDeserialized makes the gateway serve files and directory
+	// listings too, not only the raw blocks and CARs clients verify.
+	// Default false.
+	GatewayDeserialized bool `json:"gateway_deserialized"`
 }
 
 // PeerConfig is one kubo daemon: its RPC API URL and an optional name.
@@ -131,6 +140,7 @@ func (c *Config) defaults() {
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:9094"
 	}
+	c.gatewayDefaults()
 }
 
 func (c *Config) validate() error {
@@ -138,6 +148,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("cannot use listen address %q: %w", c.Listen, err)
 	}
 	if err := c.validateCluster(); err != nil {
+		return err
+	}
+	if err := c.validateGateway(); err != nil {
 		return err
 	}
 	if c.BasicAuth != nil && len(c.BasicAuth) == 0 {
@@ -170,6 +183,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*C
 	fs.Var(&creds, "basic-auth", "require Basic auth or a token from POST /token with USER:PASSWORD; repeatable (env INGESTD_BASIC_AUTH, comma-separated; the environment or config file keep passwords out of ps)")
 	tlsCert := fs.String("tls-cert", "", "serve over TLS with this PEM certificate (env INGESTD_TLS_CERT; needs --tls-key)")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert (env INGESTD_TLS_KEY)")
+	gatewayFlags := addGatewayFlags(fs)
 	cluster := fs.String("cluster", "", "run in front of the IPFS Cluster whose REST API is at this URL (env INGESTD_CLUSTER)")
 	clusterAuth := fs.String("cluster-basic-auth", "", "USER:PASSWORD for the cluster's REST API (env INGESTD_CLUSTER_BASIC_AUTH)")
 	clusterToken := fs.String("cluster-token", "", "JWT for the cluster's REST API (env INGESTD_CLUSTER_TOKEN)")
@@ -191,6 +205,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*C
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(c); err != nil {
 			return nil, fmt.Errorf("cannot parse config file %s: %w", *cfgFile, err)
+		}
+		if fileTurnsGatewayOff(b) {
+			c.Gateway = gatewayOff
 		}
 		for _, p := range []*string{&c.TLSCert, &c.TLSKey} {
 			if *p != "" && !filepath.IsAbs(*p) {
@@ -275,6 +292,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*C
 			c.NoFsync = *noFsync
 		}
 	})
+	if err := gatewayFlags.apply(c, fs, getenv); err != nil {
+		return nil, err
+	}
 	c.defaults()
 	if err := c.validate(); err != nil {
 		return nil, err

@@ -121,17 +121,32 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 		}
 	}
 	logger.Printf("peer %s serving the IPFS Cluster REST API on %s://%s, %s (data in %s)", peerID, scheme, ln.Addr(), auth, cfg.Data)
+	gw, err := listenGateway(cfg, store, tlsCfg, logger)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	gw.serve()
+	var failure error
 	select {
 	case err := <-serveErr:
+		<-gw.shutdown(logger)
 		return fmt.Errorf("cannot serve: %w", err)
+	case err := <-gw.failed():
+		failure = fmt.Errorf("cannot serve the gateway: %w", err)
+		logger.Printf("%v: shutting down", failure)
 	case s := <-sig:
 		logger.Printf("%s: shutting down", s)
 	}
+	// The API and the gateway stop together; the store is closed (defer)
+	// once neither reads it.
+	gwStopped := gw.shutdown(logger)
 	if err := srv.Shutdown(); err != nil {
 		logger.Printf("shutdown: %v", err)
 	}
+	<-gwStopped
 	logger.Printf("stopped")
-	return nil
+	return failure
 }
