@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ingestd/ingestd/kuborpc"
+	"github.com/ingestd/ingestd/metrics"
 )
 
 // Defaults of Config. Each bounds memory or time; see the field docs.
@@ -50,6 +51,10 @@ type Config struct {
 	// Peers are the kubo daemons blocks go to. At least one is required
 	// unless Dynamic; more can be added later with AddPeer.
 	Peers []PeerConfig
+
+	// Metrics receives per-peer block/put bytes, errors and request
+	// durations. Default nil: none recorded.
+	Metrics *metrics.Metrics
 
 	// Dynamic allows an empty Peers: the peer set comes from AddPeer and
 	// RemovePeer only (ingestd in front of an IPFS Cluster follows the
@@ -111,6 +116,7 @@ type config struct {
 	maxRetries    int
 	checkInterval time.Duration
 	client        *http.Client
+	metrics       *metrics.Metrics
 }
 
 // newConfig applies the defaults to cfg and rejects contradictions. The
@@ -123,6 +129,7 @@ func newConfig(cfg Config) (config, error) {
 		maxRetries:    cfg.MaxRetries,
 		checkInterval: cfg.CheckInterval,
 		client:        cfg.Client,
+		metrics:       cfg.Metrics,
 	}
 	switch {
 	case c.queueBlocks == 0:

@@ -103,7 +103,9 @@ func (st *stream) run() {
 		if !ok {
 			return
 		}
+		began := time.Now()
 		err := st.request(start, gen)
+		cfg.metrics.PeerRequest(st.peer.Name, time.Since(began), err != nil && s.ctx.Err() == nil)
 		if err == nil {
 			continue
 		}
@@ -246,6 +248,7 @@ func (st *stream) ack(line []byte) error {
 	space := s.releaseLocked()
 	s.mu.Unlock()
 	closeSpace(space)
+	s.f.cfg.metrics.PeerAcked(st.peer.Name, 1, a.Size)
 	return nil
 }
 

@@ -244,3 +244,23 @@ func (p *Pinner) Graph(ctx context.Context) ConnectGraph {
 	wg.Wait()
 	return g
 }
+
+// TrackerCounts sums the trackers' items by status: pins queued, running
+// and failed over all peers (IPFS Cluster's ipfscluster_pins_* gauges).
+func (p *Pinner) TrackerCounts() map[Status]int {
+	p.mu.Lock()
+	ts := make([]*peerTracker, 0, len(p.trackers))
+	for _, t := range p.trackers {
+		ts = append(ts, t)
+	}
+	p.mu.Unlock()
+	out := map[Status]int{}
+	for _, t := range ts {
+		t.mu.Lock()
+		for _, it := range t.items {
+			out[it.status]++
+		}
+		t.mu.Unlock()
+	}
+	return out
+}

@@ -181,3 +181,23 @@ func (s *Store) List(ctx context.Context, fn func(Pin) error) error {
 		}
 	}
 }
+
+// Count returns the number of pins, reading keys only.
+func (s *Store) Count(ctx context.Context) (int, error) {
+	res, err := s.ds.Query(ctx, query.Query{Prefix: pinsPrefix.String(), KeysOnly: true})
+	if err != nil {
+		return 0, fmt.Errorf("cannot count pins: %w", err)
+	}
+	defer res.Close()
+	n := 0
+	for {
+		r, ok := res.NextSync()
+		if !ok {
+			return n, nil
+		}
+		if r.Error != nil {
+			return 0, fmt.Errorf("cannot count pins: %w", r.Error)
+		}
+		n++
+	}
+}

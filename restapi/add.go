@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/ingestd/ingestd/blockfanout"
+	"github.com/ingestd/ingestd/ingest"
 	"github.com/ingestd/ingestd/ingest/multipart"
 	"github.com/ingestd/ingestd/ingest/unixfs"
 	"github.com/ingestd/ingestd/pinner"
@@ -89,6 +91,7 @@ func (s *Server) handleAdd(ctx *fasthttp.RequestCtx) error {
 		return err
 	}
 	if !s.acquireAdd() {
+		s.cfg.Metrics.AdmissionRejected()
 		return errTooBusy
 	}
 	actx, cancel := context.WithCancel(s.baseCtx)
@@ -122,6 +125,7 @@ func (s *Server) handleAdd(ctx *fasthttp.RequestCtx) error {
 		release()
 		return err
 	}
+	t.client, t.query = ctx.RemoteIP().String(), string(ctx.QueryArgs().QueryString())
 	entries := &peekedEntries{first: first, r: mr}
 	if !p.StreamChannels {
 		defer release()
@@ -201,7 +205,47 @@ func (s *Server) encodeOutput(o unixfs.Output, p *AddParams, t *target) ([]byte,
 // (store sync, or every peer's acknowledgement), pins and records the pins.
 // A pin is recorded only after every block of its DAG is durable and, with
 // peers, pinned on them, so a failed or interrupted add leaves no pin.
-func (s *Server) runAdd(ctx context.Context, p *AddParams, t *target, entries unixfs.EntryReader, emit func(unixfs.Output) error) error {
+func (s *Server) runAdd(ctx context.Context, p *AddParams, t *target, entries unixfs.EntryReader, emit func(unixfs.Output) error) (err error) {
+	m := s.cfg.Metrics
+	done := m.AddStarted(p.Format)
+	start := time.Now()
+	sink, counts := ingest.Counting(t.sink)
+	t.sink = sink
+	var root cid.Cid
+	defer func() {
+		done(err)
+		m.Ingested(counts.Blocks.Load(), counts.Bytes.Load())
+		switch {
+		case err == nil:
+		case p.Format == "car" && isCarError(err):
+			m.CarRejected()
+		case errors.Is(err, blockfanout.ErrQuorum):
+			m.QuorumFailed()
+		}
+		attrs := []any{
+			slog.String("client", t.client), slog.String("format", p.Format), slog.String("query", t.query),
+			slog.Int64("bytes", counts.Bytes.Load()), slog.Int64("blocks", counts.Blocks.Load()),
+			slog.Duration("duration", time.Since(start)), slog.Any("allocations", s.allocations(t)),
+		}
+		if root.Defined() {
+			attrs = append(attrs, slog.String("root", root.String()))
+		}
+		if err != nil {
+			s.events().Warn("add failed", append(attrs, slog.String("error", err.Error()))...)
+			return
+		}
+		s.events().Info("add", attrs...)
+	}()
+	return s.importAdd(ctx, p, t, entries, func(o unixfs.Output) error {
+		if !o.IsProgress() {
+			root = o.Cid
+		}
+		return emit(o)
+	})
+}
+
+// importAdd is the add itself: import, make durable, pin, emit.
+func (s *Server) importAdd(ctx context.Context, p *AddParams, t *target, entries unixfs.EntryReader, emit func(unixfs.Output) error) error {
 	// The last output, the root, is held back until its pin is committed:
 	// a client that sees the root line can rely on the pin (it carries the
 	// committed allocations), and a failed add shows no root at all.

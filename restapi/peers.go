@@ -25,6 +25,8 @@ type target struct {
 	// the one holder must.
 	minOK, pinMin int
 	local         bool // local=true: holders is the first peer only
+	// client and query say who asked for the add, for its log line.
+	client, query string
 	// committed are the allocations of the last root's committed pin,
 	// when the backend reports any: what the root's output carries.
 	committed []string

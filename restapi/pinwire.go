@@ -69,7 +69,11 @@ func (s *Server) collect(ctx context.Context) ([]cid.Cid, error) {
 			return yield(localstore.Root{Cid: p.Cid.Cid, Recursive: p.Mode != pinner.ModeDirect})
 		})
 	}
-	return s.cfg.Store.Collect(ctx, roots, car.Links)
+	removed, err := s.cfg.Store.Collect(ctx, roots, car.Links)
+	if err == nil {
+		s.cfg.Metrics.Collected(len(removed))
+	}
+	return removed, err
 }
 
 // holdStore keeps the embedded store's garbage collection from running

@@ -43,7 +43,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	method, p := string(ctx.Method()), string(ctx.Path())
 	var err error
-	if s.cluster != nil && p != "/add" && p != "/health" {
+	if s.cluster != nil && p != "/add" && p != "/health" && p != "/metrics" {
 		err = s.forward(ctx, &s.cluster.cfg)
 	} else {
 		err = s.route(ctx, method, p)
@@ -156,6 +156,12 @@ func (s *Server) route(ctx *fasthttp.RequestCtx, method, p string) error {
 			return s.handleUnpin(ctx, seg[1])
 		}
 		return errMethod
+	case p == "/metrics" && s.cfg.Metrics != nil:
+		if !is(get) {
+			return errMethod
+		}
+		s.metricsHandler(ctx)
+		return nil
 	case p == "/ipfs/gc":
 		if !is(post) {
 			return errMethod

@@ -5,16 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/ingestd/ingestd/blockfanout"
 	"github.com/ingestd/ingestd/ingest"
 	"github.com/ingestd/ingestd/localstore"
+	"github.com/ingestd/ingestd/metrics"
 	"github.com/ingestd/ingestd/pinner"
 )
 
@@ -64,6 +68,13 @@ type Config struct {
 	Cluster *ClusterConfig
 	// Logger receives background errors. Default: the standard logger.
 	Logger *log.Logger
+	// Events receives one structured line per add (who, options, bytes,
+	// blocks, root, duration, outcome). Default: slog.Default().
+	Events *slog.Logger
+	// Metrics receives the add, admission, CAR, quorum and GC metrics and
+	// is served on GET /metrics (with the API's auth). Default nil: no
+	// metrics, and /metrics is a 404.
+	Metrics *metrics.Metrics
 	// BasicAuth maps user names to passwords (IPFS Cluster's
 	// basic_auth_credentials). Empty: no auth, as IPFS Cluster's default.
 	// Every request but GET /health and CORS preflights then needs Basic
@@ -89,6 +100,9 @@ type Server struct {
 	cluster   *clusterBackend // in front of an IPFS Cluster; nil otherwise
 
 	listenAddr atomic.Value // net.Addr of the last Serve, for /id
+
+	metricsOnce sync.Once
+	metricsHTTP fasthttp.RequestHandler
 
 	lnMu          sync.Mutex // guards lns, shut, pinnerStarted
 	lns           []net.Listener
@@ -141,6 +155,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.backend == nil {
 		s.backend = localBackend{s}
+	}
+	if s.pinner != nil && cfg.Pins != nil {
+		registerPinGauges(cfg.Metrics, s.pinner, cfg.Pins)
 	}
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	s.srv = &fasthttp.Server{
@@ -221,3 +238,61 @@ func (s *Server) Shutdown() error {
 
 // logf logs a background error.
 func (s *Server) logf(format string, args ...any) { s.cfg.Logger.Printf(format, args...) }
+
+// events is where add lines go.
+func (s *Server) events() *slog.Logger {
+	if s.cfg.Events != nil {
+		return s.cfg.Events
+	}
+	return slog.Default()
+}
+
+// metricsHandler serves GET /metrics in the Prometheus text format.
+func (s *Server) metricsHandler(ctx *fasthttp.RequestCtx) {
+	s.metricsOnce.Do(func() {
+		s.metricsHTTP = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(s.cfg.Metrics.Registry, promhttp.HandlerOpts{}))
+	})
+	s.metricsHTTP(ctx)
+}
+
+// pinCountTTL is how long a counted pinset size is reused: counting reads
+// every key, which takes about a second per million pins.
+const pinCountTTL = 30 * time.Second
+
+// registerPinGauges registers IPFS Cluster's pin gauges: the pinset size
+// (counted at most every pinCountTTL) and the tracker's queued, pinning
+// and failed items.
+func registerPinGauges(m *metrics.Metrics, p *pinner.Pinner, store *pinner.Store) {
+	if m == nil {
+		return
+	}
+	var mu sync.Mutex
+	var count float64
+	var counted time.Time
+	m.Gauge("ipfscluster_pins", "Pins in the pinset.", func() float64 {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(counted) > pinCountTTL {
+			ctx, cancel := context.WithTimeout(context.Background(), pinCountTTL)
+			n, err := store.Count(ctx)
+			cancel()
+			if err == nil {
+				count, counted = float64(n), time.Now()
+			}
+		}
+		return count
+	})
+	for _, g := range []struct {
+		name string
+		st   pinner.Status
+	}{
+		{"ipfscluster_pins_pin_queued", pinner.StatusPinQueued},
+		{"ipfscluster_pins_pinning", pinner.StatusPinning},
+		{"ipfscluster_pins_pin_error", pinner.StatusPinError},
+		{"ipfscluster_pins_unexpectedly_unpinned", pinner.StatusUnexpectedlyUnpinned},
+	} {
+		m.Gauge(g.name, "Tracker items in status "+string(g.st)+", over all peers.", func() float64 {
+			return float64(p.TrackerCounts()[g.st])
+		})
+	}
+}

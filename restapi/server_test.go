@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"mime/multipart"
 	"net"
@@ -45,7 +46,7 @@ func startServer(t *testing.T, mutate ...func(*Config)) *testServer {
 	}
 	pool := ingest.NewHashPool(0)
 	pins := pinner.NewStore(store.Datastore(), pinner.StoreOptions{})
-	cfg := Config{PeerID: testPeerID, Store: store, Pins: pins, Pool: pool}
+	cfg := Config{PeerID: testPeerID, Store: store, Pins: pins, Pool: pool, Events: slog.New(slog.DiscardHandler)}
 	for _, m := range mutate {
 		m(&cfg)
 	}

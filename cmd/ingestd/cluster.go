@@ -7,6 +7,7 @@ import (
 
 	"github.com/ingestd/ingestd/blockfanout"
 	"github.com/ingestd/ingestd/clusterapi"
+	"github.com/ingestd/ingestd/metrics"
 	"github.com/ingestd/ingestd/restapi"
 )
 
@@ -50,13 +51,13 @@ func (c *Config) validateCluster() error {
 
 // clusterSetup makes the cluster client and the Fanout whose peers follow
 // the cluster's.
-func clusterSetup(c *Config) (*restapi.ClusterConfig, *blockfanout.Fanout, error) {
+func clusterSetup(c *Config, m *metrics.Metrics) (*restapi.ClusterConfig, *blockfanout.Fanout, error) {
 	user, pass, _ := strings.Cut(c.ClusterBasicAuth, ":")
 	cl, err := clusterapi.New(clusterapi.Config{URL: c.Cluster, Username: user, Password: pass, Token: c.ClusterToken})
 	if err != nil {
 		return nil, nil, err
 	}
-	f, err := blockfanout.New(blockfanout.Config{Dynamic: true})
+	f, err := blockfanout.New(blockfanout.Config{Dynamic: true, Metrics: m})
 	if err != nil {
 		return nil, nil, err
 	}

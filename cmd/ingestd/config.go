@@ -51,6 +51,12 @@ type Config struct {
 	// a JWT from its POST /token. Default none.
 	ClusterBasicAuth string `json:"cluster_basic_auth"`
 	ClusterToken     string `json:"cluster_token"`
+	// Metrics is an extra address serving GET /metrics without auth (the
+	// API serves it too, with the API's auth). Default "": none.
+	Metrics string `json:"metrics"`
+	// Debug is an address serving Go's pprof handlers under /debug/pprof/.
+	// Default "": none. Keep it on loopback.
+	Debug string `json:"debug"`
 	// ClusterKubo maps cluster peer IDs to their kubo RPC API URLs; others
 	// default to the host of the peer's IPFS addresses, port 5001.
 	ClusterKubo map[string]string `json:"cluster_kubo"`
@@ -187,6 +193,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*C
 	cluster := fs.String("cluster", "", "run in front of the IPFS Cluster whose REST API is at this URL (env INGESTD_CLUSTER)")
 	clusterAuth := fs.String("cluster-basic-auth", "", "USER:PASSWORD for the cluster's REST API (env INGESTD_CLUSTER_BASIC_AUTH)")
 	clusterToken := fs.String("cluster-token", "", "JWT for the cluster's REST API (env INGESTD_CLUSTER_TOKEN)")
+	metricsAddr := fs.String("metrics", "", "also serve GET /metrics, without auth, on this address (env INGESTD_METRICS)")
+	debugAddr := fs.String("debug", "", "serve Go's pprof under /debug/pprof/ on this address; keep it on loopback (env INGESTD_DEBUG)")
 	var clusterKubo kuboList
 	fs.Var(&clusterKubo, "cluster-kubo", "PEERID=URL: the kubo RPC API of a cluster peer, when not its IPFS address's host on port 5001; repeatable (env INGESTD_CLUSTER_KUBO, comma-separated)")
 	if err := fs.Parse(args); err != nil {
@@ -226,6 +234,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*C
 		{"INGESTD_TLS_CERT", *tlsCert, &c.TLSCert},
 		{"INGESTD_TLS_KEY", *tlsKey, &c.TLSKey},
 		{"INGESTD_CLUSTER", *cluster, &c.Cluster},
+		{"INGESTD_METRICS", *metricsAddr, &c.Metrics},
+		{"INGESTD_DEBUG", *debugAddr, &c.Debug},
 		{"INGESTD_CLUSTER_BASIC_AUTH", *clusterAuth, &c.ClusterBasicAuth},
 		{"INGESTD_CLUSTER_TOKEN", *clusterToken, &c.ClusterToken},
 	} {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -63,13 +64,14 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	defer store.Close()
 	pool := ingest.NewHashPool(0)
 	defer pool.Stop()
+	reg := metrics.New()
 	var fanout *blockfanout.Fanout
 	if len(cfg.Peers) > 0 {
 		pcs := make([]blockfanout.PeerConfig, len(cfg.Peers))
 		for i, p := range cfg.Peers {
 			pcs[i] = blockfanout.PeerConfig{Name: p.Name, URL: p.URL}
 		}
-		if fanout, err = blockfanout.New(blockfanout.Config{Peers: pcs}); err != nil {
+		if fanout, err = blockfanout.New(blockfanout.Config{Peers: pcs, Metrics: reg}); err != nil {
 			return err
 		}
 		if err := fanout.Start(context.Background()); err != nil {
@@ -82,7 +84,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	}
 	var cluster *restapi.ClusterConfig
 	if cfg.Cluster != "" {
-		if cluster, fanout, err = clusterSetup(cfg); err != nil {
+		if cluster, fanout, err = clusterSetup(cfg, reg); err != nil {
 			return err
 		}
 		if err := fanout.Start(context.Background()); err != nil {
@@ -94,6 +96,8 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	srv, err := restapi.New(restapi.Config{
 		Cluster:   cluster,
 		Logger:    logger,
+		Metrics:   reg,
+		Events:    slog.New(slog.NewTextHandler(stderr, nil)),
 		PeerID:    peerID,
 		PeerName:  cfg.PeerName,
 		Store:     store,
@@ -126,6 +130,13 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 		ln.Close()
 		return err
 	}
+	stopObs, err := serveObservability(cfg, reg, logger)
+	if err != nil {
+		ln.Close()
+		<-gw.shutdown(logger)
+		return err
+	}
+	defer stopObs()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	gw.serve()

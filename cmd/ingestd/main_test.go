@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sync"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,8 +32,16 @@ func buildBinary(t *testing.T) string {
 type proc struct {
 	cmd  *exec.Cmd
 	url  string
+	mu   sync.Mutex // guards logs, written by the log reader
 	logs *bytes.Buffer
 	exit chan error
+}
+
+// logText returns what the process logged so far.
+func (p *proc) logText() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logs.String()
 }
 
 var addrRe = regexp.MustCompile(`on (https?://127\.0\.0\.1:\d+)`)
@@ -52,9 +61,14 @@ func start(t *testing.T, bin string, args ...string) *proc {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			line := sc.Text()
+			p.mu.Lock()
 			p.logs.WriteString(line + "\n")
+			p.mu.Unlock()
 			if m := addrRe.FindStringSubmatch(line); m != nil {
-				found <- m[1]
+				select {
+				case found <- m[1]: // the first address logged is the API's
+				default:
+				}
 			}
 		}
 		p.exit <- cmd.Wait()
