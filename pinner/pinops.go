@@ -189,7 +189,6 @@ func (p *Pinner) List(ctx context.Context, fn func(Pin) error) error {
 	return p.cfg.Store.List(ctx, fn)
 }
 
-
 // forget drops the item of c.
 func (t *peerTracker) forget(c cid.Cid) {
 	t.mu.Lock()
