@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -267,6 +268,37 @@ func (l *blockLog) newSegment() error {
 	l.files[id] = f
 	l.dirty = append(l.dirty, f)
 	return nil
+}
+
+// sealed returns the size of every segment appends no longer go to.
+func (l *blockLog) sealed() map[uint32]uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m := make(map[uint32]uint64, len(l.sizes))
+	for id, size := range l.sizes {
+		if id < l.curID {
+			m[id] = size
+		}
+	}
+	return m
+}
+
+// forget makes sealed segment seg unreadable, once the reads in flight in
+// it are done, and returns its open file (nil if none) for the caller to
+// close. The caller has moved every index entry out of it: after forget,
+// an entry that still points into it reads as absent.
+func (l *blockLog) forget(seg uint32) vfs.File {
+	l.segs.Lock()
+	defer l.segs.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.files[seg]
+	delete(l.files, seg)
+	delete(l.sizes, seg)
+	if f != nil {
+		l.dirty = slices.DeleteFunc(l.dirty, func(g vfs.File) bool { return g == f })
+	}
+	return f
 }
 
 // append writes data at the end of the log and returns where it is.

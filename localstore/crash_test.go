@@ -16,6 +16,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/ingestd/ingestd/ingest/car"
 )
 
 // requireDirect reports whether a test of the O_DIRECT path must fail,
@@ -141,6 +143,7 @@ const (
 	crashEnvDir     = "LOCALSTORE_CRASH_DIR"
 	crashEnvFsyncs  = "LOCALSTORE_CRASH_FSYNCS"
 	crashEnvNoSync  = "LOCALSTORE_CRASH_NOSYNC"
+	crashEnvAtSync  = "LOCALSTORE_CRASH_AT_SYNC" // kill right after the last Sync
 	crashSegment    = 6 << 20
 	crashRounds     = 6
 	crashUnsynced   = 60
@@ -201,8 +204,10 @@ func TestCrashHelper(t *testing.T) {
 		}
 		fmt.Printf("acked %d\n", seed)
 	}
-	for range crashUnsynced {
-		put()
+	if os.Getenv(crashEnvAtSync) == "" {
+		for range crashUnsynced {
+			put()
+		}
 	}
 	syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	select {}
@@ -210,12 +215,17 @@ func TestCrashHelper(t *testing.T) {
 
 // runCrashHelper runs TestCrashHelper on dir until it kills itself and
 // returns the blocks it put and how many of them were acknowledged.
-func runCrashHelper(t *testing.T, dir string, noSync bool) (puts []crashPut, acked int) {
+func runCrashHelper(t *testing.T, dir string, noSync, atSync bool) (puts []crashPut, acked int) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1")
 	cmd.Env = append(os.Environ(), crashEnvDir+"="+dir, crashEnvFsyncs+"="+filepath.Join(dir, crashFsyncsFile))
 	if noSync {
 		cmd.Env = append(cmd.Env, crashEnvNoSync+"=1")
+	}
+	unsynced := crashUnsynced
+	if atSync {
+		cmd.Env = append(cmd.Env, crashEnvAtSync+"=1")
+		unsynced = 0
 	}
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -233,7 +243,7 @@ func runCrashHelper(t *testing.T, dir string, noSync bool) (puts []crashPut, ack
 			continue
 		}
 	}
-	if acked == 0 || len(puts) != acked+crashUnsynced {
+	if acked == 0 || len(puts) != acked+unsynced {
 		t.Fatalf("helper output: %d puts, %d acked; stdout:\n%s", len(puts), acked, stdout.String())
 	}
 	return puts, acked
@@ -300,7 +310,7 @@ func TestDirectPowerLoss(t *testing.T) {
 		t.Helper()
 		ctx := context.Background()
 		dir := directDir(t)
-		puts, acked := runCrashHelper(t, dir, noSync)
+		puts, acked := runCrashHelper(t, dir, noSync, strings.Contains(name, "right after"))
 		gone, corrupt := damage(t, dir, puts, acked)
 
 		s, err := Open(dir, Options{})
@@ -332,7 +342,7 @@ func TestDirectPowerLoss(t *testing.T) {
 				t.Fatalf("%s: Get of block %d (%s, acked %v): %v", name, i, c, i < acked, err)
 			}
 		}
-		if noSync {
+		if noSync && strings.HasPrefix(name, "control") {
 			if len(lostAcked) == 0 {
 				t.Fatalf("%s: every acknowledged block survived the power loss without fsync: the simulation proves nothing", name)
 			}
@@ -368,6 +378,9 @@ func TestDirectPowerLoss(t *testing.T) {
 
 	f("power loss", false, func(t *testing.T, dir string, _ []crashPut, _ int) (gone, corrupt []int) {
 		loseUnsynced(t, dir)
+		return nil, nil
+	})
+	f("kill -9 right after a Sync with NoSync", true, func(*testing.T, string, []crashPut, int) (gone, corrupt []int) {
 		return nil, nil
 	})
 	f("control: power loss with NoSync", true, func(t *testing.T, dir string, _ []crashPut, _ int) (gone, corrupt []int) {
@@ -416,4 +429,170 @@ func nonNil(s []int) []int {
 		return []int{}
 	}
 	return s
+}
+
+// Compaction crash test. A child process (TestCompactCrashHelper) fills
+// segments 1 to 4 as TestCompact does, then Collects with the same roots,
+// which compacts segments 1, 2 and 4, and SIGKILLs itself at a step of the
+// first compaction (compactHook). The parent reopens the store, after
+// dropping the log's unsynced data too in the power-loss cases.
+const (
+	compactEnvDir  = "LOCALSTORE_COMPACT_DIR"
+	compactEnvStep = "LOCALSTORE_COMPACT_STEP"
+)
+
+// compactKeep are the blocks (of 41, ten to a segment) TestCompact and the
+// crash test keep: segment 1 20% live, 2 50%, 3 60%, 4 nothing.
+var compactKeep = []int{3, 7, 10, 11, 12, 13, 14, 20, 21, 22, 23, 24, 25}
+
+func compactBlocks(t *testing.T) (all, live []stored) {
+	t.Helper()
+	for i := range 41 {
+		c, data := testBlock(t, uint64(i), 100<<10)
+		all = append(all, stored{c, data})
+		if contains(compactKeep, i) {
+			live = append(live, stored{c, data})
+		}
+	}
+	return all, live
+}
+
+func TestCompactCrashHelper(t *testing.T) {
+	dir := os.Getenv(compactEnvDir)
+	if dir == "" {
+		t.Skip("helper process for TestCompactionCrash")
+	}
+	maxSegmentSize = 1 << 20
+	rec, err := os.OpenFile(filepath.Join(dir, crashFsyncsFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsyncHook = func(f vfs.File) {
+		st, err := f.Stat()
+		if err != nil {
+			panic(err)
+		}
+		fmt.Fprintf(rec, "%s %d\n", st.Name(), st.Size())
+	}
+	step := os.Getenv(compactEnvStep)
+	compactHook = func(s string) {
+		if s == step {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+	}
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.log.direct == nil {
+		t.Fatal("no O_DIRECT in the helper")
+	}
+	all, live := compactBlocks(t)
+	for _, b := range all {
+		if err := s.Put(context.Background(), b.c, b.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Collect(context.Background(), rawRoots(live), car.Links); err != nil {
+		t.Fatal(err)
+	}
+	t.Fatalf("the compaction never reached step %q", step)
+}
+
+// TestCompactionCrash: killed at any step of a compaction, with or without
+// losing the log's unsynced data, the store reopens with every live block
+// intact and every removed block absent; a segment whose entries were
+// moved is gone after Open, one whose were not after the next Compact; and
+// after the next Collect no segment is left at most half live: the copies
+// a crash stranded are reclaimed too.
+func TestCompactionCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs ten child processes")
+	}
+	smallSegments(t)
+	f := func(step string, powerLoss bool) {
+		t.Helper()
+		name := step
+		if powerLoss {
+			name += " + power loss"
+		}
+		ctx := context.Background()
+		dir := directDir(t)
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCompactCrashHelper$", "-test.count=1")
+		cmd.Env = append(os.Environ(), compactEnvDir+"="+dir, compactEnvStep+"="+step)
+		out, err := cmd.CombinedOutput()
+		var exitErr *exec.ExitError
+		if !errors.As(err, &exitErr) || exitErr.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Fatalf("%s: helper did not die of SIGKILL: %v; output:\n%s", name, err, out)
+		}
+		if got := contains(segmentIDs(t, dir), 1); got != (step != "removed") {
+			t.Fatalf("%s: at the kill, segment 1 exists: %v", name, got)
+		}
+		if powerLoss {
+			loseUnsynced(t, dir)
+		}
+
+		s := openTest(t, dir)
+		all, live := compactBlocks(t)
+		check := func(when string) {
+			t.Helper()
+			for i, b := range all {
+				if contains(compactKeep, i) {
+					got, err := s.Get(ctx, b.c)
+					if err != nil || string(got) != string(b.data) {
+						t.Fatalf("%s: %s: live block %d: %d bytes, %v", name, when, i, len(got), err)
+					}
+				} else if present(t, s, b.c) {
+					t.Fatalf("%s: %s: removed block %d is back", name, when, i)
+				}
+			}
+		}
+		check("after reopening")
+		moved := step == "indexed" || step == "removed"
+		if got := contains(segmentIDs(t, dir), 1); got == moved {
+			t.Fatalf("%s: after reopening, segment 1 exists: %v; want %v", name, got, !moved)
+		}
+		if _, err := s.Compact(ctx); err != nil {
+			t.Fatalf("%s: Compact: %v", name, err)
+		}
+		check("after Compact")
+		if ids := segmentIDs(t, dir); contains(ids, 1) || contains(ids, 2) || contains(ids, 4) || !contains(ids, 3) {
+			t.Fatalf("%s: after Compact, segments %v; want 1, 2 and 4 gone, 3 kept", name, ids)
+		}
+		if _, err := s.Collect(ctx, rawRoots(live), car.Links); err != nil {
+			t.Fatalf("%s: Collect: %v", name, err)
+		}
+		check("after Collect")
+		counts, err := s.liveCounts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var total, liveBytes uint64
+		for seg, size := range s.log.sealed() {
+			total += size
+			liveBytes += counts[seg]
+			if counts[seg] <= uint64(DefaultCompactThreshold*float64(size)) {
+				t.Fatalf("%s: after Collect, segment %d is %d of %d bytes live", name, seg, counts[seg], size)
+			}
+		}
+		t.Logf("%s: sealed segments hold %d bytes, %d live", name, total, liveBytes)
+	}
+	for _, step := range []string{"copying", "copied", "synced", "indexed", "removed"} {
+		f(step, false)
+		f(step, true)
+	}
+}
+
+// segmentIDs returns the ids of the segment files in dir.
+func segmentIDs(t *testing.T, dir string) []int {
+	t.Helper()
+	var ids []int
+	for _, id := range segmentFiles(t, dir) {
+		ids = append(ids, int(id))
+	}
+	return ids
 }

@@ -42,22 +42,49 @@ type Root struct {
 type LinksFunc func(c cid.Cid, data []byte) ([]cid.Cid, error)
 
 // Collect removes every block that no root reaches (IPFS's garbage
-// collection, kubo's repo/gc): it takes the live roots from roots (the
-// pinset; the store knows no pins), marks every block reachable from them,
-// reading and decoding each non-raw block with links, then drops the index
-// entry of every block not marked. It returns the removed blocks as CIDv1
-// raw of their multihash, as kubo's repo/gc reports them (the index is
-// keyed by multihash). A block a root names but the store lacks is
-// skipped: that pin is incomplete, not a reason to stop.
+// collection, kubo's repo/gc), then reclaims their disk: it takes the live
+// roots from roots (the pinset; the store knows no pins), marks every block
+// reachable from them, reading and decoding each non-raw block with links,
+// drops the index entry of every block not marked, and compacts the
+// segments left at most Options.CompactThreshold live (see compact.go). It
+// returns the removed blocks as CIDv1 raw of their multihash, as kubo's
+// repo/gc reports them (the index is keyed by multihash). A block a root
+// names but the store lacks is skipped: that pin is incomplete, not a
+// reason to stop.
 //
-// It runs alone: it waits for running Holds and keeps new ones waiting
-// until it returns (see Hold). Removed blocks cannot be read any more;
-// their bytes stay in the block log until compaction reclaims them.
-// Memory: the set of marked multihashes (about 80 bytes per live block).
+// The mark and the sweep run alone: they wait for running Holds and keep
+// new ones waiting until the sweep is done (see Hold). The compaction that
+// follows lets Holds, Puts and Gets run (only another Collect or Compact
+// waits). If the sweep succeeds and the compaction fails, Collect returns
+// the removed blocks and the compaction's error: the blocks are gone, the
+// space is not reclaimed yet, and the next Collect or Compact tries again.
+// Memory: the set of marked multihashes (about 80 bytes per live block),
+// and, while a segment is compacted, its index entries.
 func (s *Store) Collect(ctx context.Context, roots func(yield func(Root) error) error, links LinksFunc) ([]cid.Cid, error) {
+	removed, _, err := s.collect(ctx, roots, links)
+	return removed, err
+}
+
+// collect is Collect, with what its compaction did.
+func (s *Store) collect(ctx context.Context, roots func(yield func(Root) error) error, links LinksFunc) ([]cid.Cid, CompactStats, error) {
 	if s.closed.Load() {
-		return nil, ErrClosed
+		return nil, CompactStats{}, ErrClosed
 	}
+	s.compactMu.Lock()
+	defer s.compactMu.Unlock()
+	removed, err := s.markAndSweep(ctx, roots, links)
+	if err != nil {
+		return nil, CompactStats{}, err
+	}
+	st, err := s.compact(ctx)
+	if err != nil {
+		return removed, st, fmt.Errorf("cannot reclaim the space of %d removed blocks: %w", len(removed), err)
+	}
+	return removed, st, nil
+}
+
+// markAndSweep is Collect's mark and sweep, under gcMu.
+func (s *Store) markAndSweep(ctx context.Context, roots func(yield func(Root) error) error, links LinksFunc) ([]cid.Cid, error) {
 	s.gcMu.Lock()
 	defer s.gcMu.Unlock()
 
@@ -104,8 +131,16 @@ func (s *Store) Collect(ctx context.Context, roots func(yield func(Root) error) 
 	return s.sweep(ctx, live)
 }
 
-// sweep drops the index entries of the blocks not in live.
+// sweep drops the index entries of the blocks not in live, and records
+// the live bytes of every sealed segment (compact.go) in the same batch.
+// Sealed segments gain no entries (Puts append to the current segment,
+// and compaction, which moves entries, waits for Collect), so the counts
+// are exact when the batch commits; they can only fall afterwards, or,
+// when a crash forgets a segment's unsynced tail, be too high, which only
+// delays a compaction.
 func (s *Store) sweep(ctx context.Context, live map[string]bool) ([]cid.Cid, error) {
+	sealed := s.log.sealed()
+	liveBytes := make(map[uint32]uint64, len(sealed))
 	prefix := []byte(blocksPrefix.String() + "/")
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
@@ -125,6 +160,11 @@ func (s *Store) sweep(ctx context.Context, live map[string]bool) ([]cid.Cid, err
 			continue // not a block key
 		}
 		if _, ok := live[string(h)]; ok {
+			if at, ok := parseLoc(it.Value()); ok {
+				if size, ok := sealed[at.seg]; ok && at.end() <= size {
+					liveBytes[at.seg] += uint64(at.n)
+				}
+			}
 			continue
 		}
 		if err := b.Delete(bytes.Clone(key), nil); err != nil {
@@ -138,9 +178,15 @@ func (s *Store) sweep(ctx context.Context, live map[string]bool) ([]cid.Cid, err
 		b.Close()
 		return nil, fmt.Errorf("cannot collect garbage: %w", err)
 	}
-	// Not synced: an entry that comes back after a crash only resurrects a
-	// block whose bytes are still in the log.
-	if err := b.Commit(pebble.NoSync); err != nil {
+	for seg := range sealed {
+		if err := b.Set(liveKey(seg), liveValue(liveBytes[seg]), nil); err != nil {
+			b.Close()
+			return nil, fmt.Errorf("cannot collect garbage: %w", err)
+		}
+	}
+	// Synced (once per Collect): the blocks reported removed stay removed
+	// after a crash, and a compaction interrupted by one finds its counts.
+	if err := b.Commit(pebble.Sync); err != nil {
 		return nil, fmt.Errorf("cannot collect garbage: cannot drop %d index entries: %w", len(removed), err)
 	}
 	return removed, nil

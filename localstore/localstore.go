@@ -78,10 +78,19 @@ var ErrClosed = errors.New("localstore: store closed")
 
 // Options configures Open. The zero value is the production setting.
 type Options struct {
-	// NoSync makes Sync a no-op: nothing is fsynced, so a machine crash (not
-	// a process crash) can lose acknowledged blocks. For tests and
-	// benchmarks only. Default false.
+	// NoSync makes Sync (and Close) record the log's watermark without
+	// fsyncing anything: acknowledged blocks survive a crash of the process
+	// (kill -9), not of the machine, as with kubo's default flatfs
+	// (sync: false). ingestd's --no-fsync sets it. Compaction fsyncs
+	// regardless, because it deletes data that was durable. Default false.
 	NoSync bool
+
+	// CompactThreshold is the live fraction at or below which a sealed
+	// segment is compacted after Collect (see compact.go): its live
+	// blocks are copied to the end of the log and its file deleted. 0
+	// means DefaultCompactThreshold (0.5); a negative value turns
+	// compaction off, leaving removed blocks' bytes on disk.
+	CompactThreshold float64
 }
 
 // blocksPrefix is boxo's blockstore namespace; metaPrefix holds everything
@@ -108,6 +117,10 @@ type Store struct {
 	dir    string
 	closed atomic.Bool
 	gcMu   sync.RWMutex // Collect holds it to write, Hold to read; see gc.go
+	// compactMu is held by Collect and Compact: one of them at a time
+	// (compact.go). Collect takes it before gcMu.
+	compactMu sync.Mutex
+	threshold float64 // Options.CompactThreshold, default applied
 }
 
 // Open opens the store in dir, creating the directory and the database if
@@ -146,12 +159,16 @@ func open(dir string, opts Options, popts *pebble.Options) (*Store, error) {
 		return nil, fmt.Errorf("cannot open block store in %s: %w", dir, err)
 	}
 	s := &Store{
-		ds:     ds,
-		db:     ds.DB,
-		log:    log,
-		meta:   namespace.Wrap(ds, metaPrefix),
-		noSync: opts.NoSync,
-		dir:    dir,
+		ds:        ds,
+		db:        ds.DB,
+		log:       log,
+		meta:      namespace.Wrap(ds, metaPrefix),
+		noSync:    opts.NoSync,
+		dir:       dir,
+		threshold: opts.CompactThreshold,
+	}
+	if s.threshold == 0 {
+		s.threshold = DefaultCompactThreshold
 	}
 	if !clean {
 		if err := s.dropUnacknowledged(); err != nil {
@@ -159,6 +176,11 @@ func open(dir string, opts Options, popts *pebble.Options) (*Store, error) {
 			ds.Close()
 			return nil, fmt.Errorf("cannot open block store in %s: %w", dir, err)
 		}
+	}
+	if err := s.removeDeadSegments(); err != nil {
+		s.log.close()
+		ds.Close()
+		return nil, fmt.Errorf("cannot open block store in %s: %w", dir, err)
 	}
 	return s, nil
 }
@@ -395,6 +417,9 @@ func (s *Store) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 	at, ok, err := s.locate(blockKey(c).Bytes())
 	var data []byte
 	if err == nil && ok {
+		if getHook != nil {
+			getHook(c)
+		}
 		data, err = s.log.read(at)
 	}
 	s.log.segs.RUnlock()
@@ -410,29 +435,41 @@ func (s *Store) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 	return data, nil
 }
 
+// getHook, when set by a test, is called by Get between finding a block
+// and reading it.
+var getHook func(c cid.Cid)
+
 // corruptError is the error of a block whose data fails its check.
 func corruptError(c cid.Cid, at loc) error {
 	return fmt.Errorf("cannot read block %s at segment %d, offset %d (%d bytes): %w", c, at.seg, at.off, at.n, ErrCorrupt)
 }
 
 // Sync makes every Put (and every write through Datastore) that returned
-// before Sync was called durable: it fsyncs pebble's write-ahead log. It is
-// a no-op with Options.NoSync.
+// before Sync was called durable: it writes out the log's buffers, fsyncs
+// the segments written since the last Sync, records the log's watermark
+// and fsyncs pebble's write-ahead log. With Options.NoSync it does all but
+// the fsyncs of the segments, which makes those Puts survive a crash of
+// the process, not of the machine.
 func (s *Store) Sync(ctx context.Context) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	// The watermark is recorded even with NoSync: the data and the WAL are
-	// then in the page cache, which survives a crash of the process, and the
-	// next Open must not forget what was acknowledged.
-	if err := s.log.sync(s.noSync); err != nil {
+	return s.sync(ctx, s.noSync)
+}
+
+// sync does Sync's work, without fsyncing the segments if noFsync.
+func (s *Store) sync(ctx context.Context, noFsync bool) error {
+	if err := s.log.sync(noFsync); err != nil {
 		return err
 	}
-	if s.noSync {
-		return nil
-	}
-	// go-ds-pebble's Sync ignores the key and fsyncs the whole WAL by
-	// committing an empty LogData record with pebble.Sync; see doc.go.
+	// The WAL is fsynced even with NoSync: pebble keeps a write without
+	// pebble.Sync in the process's memory, not in the page cache, until a
+	// 32 KiB WAL block fills or a synced write comes (its WriteOptions
+	// doc), so without it a kill -9 right after Sync loses the watermark
+	// just recorded, and with it the acknowledged blocks
+	// (TestDirectPowerLoss). The segments, nearly all of the bytes, are
+	// what NoSync leaves unsynced. go-ds-pebble's Sync ignores the key
+	// and fsyncs the whole WAL (an empty LogData record with pebble.Sync).
 	if err := s.ds.Sync(ctx, datastore.NewKey("/")); err != nil {
 		return fmt.Errorf("cannot sync block store: %w", err)
 	}
