@@ -355,6 +355,10 @@ func TestDirectPowerLoss(t *testing.T) {
 		if n := staleEntries(t, s); n != len(lostAcked) {
 			t.Fatalf("%s: %d index entries point outside the log; want %d (the acknowledged blocks lost)", name, n, len(lostAcked))
 		}
+		st, err := s.Verify(ctx, func(Problem) {})
+		if err != nil || st.Missing != len(lostAcked) || st.Corrupt != len(corrupt) {
+			t.Fatalf("%s: Verify: %+v, %v; want %d missing, %d corrupt", name, st, err, len(lostAcked), len(corrupt))
+		}
 		t.Logf("%s: %d of %d acknowledged blocks lost, %d of %d unacknowledged survived", name, len(lostAcked), acked, survived, len(puts)-acked)
 
 		// The store goes on.

@@ -128,3 +128,66 @@ func TestGetLegacyEntry(t *testing.T) {
 	flipByte(t, dir, at.seg, at.off+uint64(at.n)/3)
 	checkCorrupt(t, s, c, at)
 }
+
+// TestVerify: Verify reports exactly the corrupt blocks (a flipped byte; a
+// block stored under another block's hash, which its CRC cannot catch)
+// and the missing ones (their segment cut short), with their locations,
+// and counts every block.
+func TestVerify(t *testing.T) {
+	smallSegments(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	blocks := putSegments(t, s, 0, 21) // segments 1 and 2 full, 3 current
+	// Stored under a hash that is not its data's: Put does not hash.
+	wrong, _ := testBlock(t, 100, 10)
+	_, other := testBlock(t, 101, 10)
+	if err := s.Put(ctx, wrong, other); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	flipped := where(t, s, blocks[4].c)
+	flipByte(t, dir, flipped.seg, flipped.off+7)
+	cut := where(t, s, blocks[19].c) // the last block of segment 2
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(segmentName(dir+"/blocks", cut.seg), int64(cut.off+10)); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, dir)
+
+	got := map[string]Problem{}
+	st, err := s.Verify(ctx, func(p Problem) { got[p.Cid.String()] = p })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := VerifyStats{Blocks: 22, Bytes: 21*100<<10 + 10, Corrupt: 2, Missing: 1}
+	if st != want {
+		t.Fatalf("Verify: %+v; want %+v", st, want)
+	}
+	f := func(c cid.Cid, at loc, sentinel error) {
+		t.Helper()
+		p, ok := got[c.String()]
+		if !ok {
+			t.Fatalf("Verify did not report %s; reported %v", c, got)
+		}
+		if !errors.Is(p.Err, sentinel) || p.Segment != at.seg || p.Offset != at.off || p.Length != at.n {
+			t.Fatalf("Verify reported %s as %+v; want %v at %+v", c, p, sentinel, at)
+		}
+	}
+	f(blocks[4].c, flipped, ErrCorrupt)
+	f(wrong, where(t, s, wrong), ErrCorrupt)
+	f(blocks[19].c, cut, ErrMissing)
+	if len(got) != 3 {
+		t.Fatalf("Verify reported %d problems; want 3: %v", len(got), got)
+	}
+	// The same walk on an intact store reports nothing.
+	s2 := openTest(t, t.TempDir())
+	putSegments(t, s2, 0, 21)
+	if st, err := s2.Verify(ctx, func(p Problem) { t.Errorf("intact store: %+v", p) }); err != nil || st.Blocks != 21 {
+		t.Fatalf("Verify of an intact store: %+v, %v", st, err)
+	}
+}
