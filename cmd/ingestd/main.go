@@ -17,12 +17,19 @@ import (
 	"github.com/ingestd/ingestd/blockfanout"
 	"github.com/ingestd/ingestd/ingest"
 	"github.com/ingestd/ingestd/localstore"
+	"github.com/ingestd/ingestd/metrics"
 	"github.com/ingestd/ingestd/pinner"
 	"github.com/ingestd/ingestd/restapi"
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Getenv, os.Stderr); err != nil {
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "verify" { // before the daemon's flags
+		err = runVerify(os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
+	} else {
+		err = run(os.Args[1:], os.Getenv, os.Stderr)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "ingestd:", err)
 		os.Exit(1)
 	}
