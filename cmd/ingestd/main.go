@@ -23,10 +23,18 @@ import (
 )
 
 func main() {
+	// Subcommands first; anything else is the daemon's flags.
+	sub := ""
+	if len(os.Args) > 1 {
+		sub = os.Args[1]
+	}
 	var err error
-	if len(os.Args) > 1 && os.Args[1] == "verify" { // before the daemon's flags
+	switch sub {
+	case "bench":
+		err = runBench(os.Args[2:], os.Stdout, os.Stderr)
+	case "verify":
 		err = runVerify(os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
-	} else {
+	default:
 		err = run(os.Args[1:], os.Getenv, os.Stderr)
 	}
 	if err != nil {
