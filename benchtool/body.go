@@ -63,6 +63,34 @@ func (b *filesBody) header(i int) {
 	b.id, b.off, b.left = fileID(b.runSeed, e.Index), 0, e.Size
 }
 
+// writeToBuf is the size of the writes of WriteTo.
+const writeToBuf = 256 << 10
+
+// WriteTo writes the rest of the body to w in writes of 256 KiB. net/http
+// sends a request body with io.Copy, which uses it. With io.Copy's 32 KiB
+// reads instead, sending 2 GiB over loopback cost the client 0.82 s of
+// system time; with 256 KiB writes, 0.32–0.50 s (development VM).
+func (b *filesBody) WriteTo(w io.Writer) (int64, error) {
+	buf := make([]byte, writeToBuf)
+	var total int64
+	for {
+		n, err := b.Read(buf)
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			total += int64(m)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
 // Read fills p with as much of the body as fits.
 func (b *filesBody) Read(p []byte) (int, error) {
 	n := 0

@@ -88,7 +88,8 @@ func carHeader(root cid.Cid) []byte {
 	m = append(m, 0xa2)                          // map(2)
 	m = append(m, 0x65, 'r', 'o', 'o', 't', 's') // "roots"
 	m = append(m, 0x81, 0xd8, 0x2a)              // array(1), tag(42)
-	if n := len(cb) + 1; n < 24 {                // bytes(n), the length in the type byte or after it
+	// bytes(n): the length in the type byte, or in the byte after it.
+	if n := len(cb) + 1; n < 24 {
 		m = append(m, 0x40|byte(n))
 	} else {
 		m = append(m, 0x58, byte(n))

@@ -21,7 +21,8 @@ import (
 )
 
 // TestFilesBodyIsClusterMultipart: the generated body, parsed by
-// mime/multipart (read whole and one byte at a time, twice), has one part
+// mime/multipart (read in large reads, one byte at a time, and through
+// WriteTo), has one part
 // per entry as the cluster Go client sends them (form name "file", the
 // path URL-escaped in filename, directory and file content types), and the
 // content of every file is the content WriteFiles writes for the same seed.
@@ -38,9 +39,17 @@ func TestFilesBodyIsClusterMultipart(t *testing.T) {
 			t.Fatal(err)
 		}
 		g := newContent(base)
-		for pass, wrap := range []func(io.Reader) io.Reader{
-			func(r io.Reader) io.Reader { return r },
-			iotest.OneByteReader,
+		for pass, wrap := range []func(*filesBody) io.Reader{
+			func(b *filesBody) io.Reader { return struct{ io.Reader }{b} },
+			func(b *filesBody) io.Reader { return iotest.OneByteReader(b) },
+			func(b *filesBody) io.Reader { // as net/http sends it: WriteTo
+				pr, pw := io.Pipe()
+				go func() {
+					_, err := b.WriteTo(pw)
+					pw.CloseWithError(err)
+				}()
+				return pr
+			},
 		} {
 			body := newFilesBody(&ds, g, runSeed, nil)
 			_, params, err := mime.ParseMediaType(body.ContentType())
