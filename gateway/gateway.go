@@ -15,6 +15,7 @@ import (
 
 	"github.com/ipfs/boxo/blockservice"
 	boxogateway "github.com/ipfs/boxo/gateway"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 const (
@@ -83,6 +84,11 @@ type Config struct {
 	// ErrorLog receives net/http's connection errors. Default nil: the
 	// standard logger.
 	ErrorLog *log.Logger
+
+	// MetricsRegistry receives boxo's gateway metrics (ipfs_http_gw_*:
+	// requests, responses by status, retrieval timeouts). Default nil:
+	// prometheus.DefaultRegisterer, as boxo.
+	MetricsRegistry prometheus.Registerer
 }
 
 // Server is a gateway on its own net/http server. Its methods are safe
@@ -136,6 +142,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		RetrievalTimeout:      retrieval,
 		MaxConcurrentRequests: concurrency,
 		MaxRequestDuration:    DefaultMaxRequestDuration,
+		MetricsRegistry:       cfg.MetricsRegistry,
 	}, backend)
 	// The same CORS headers as kubo's gateway (Access-Control-Allow-Origin: *).
 	gw = boxogateway.NewHeaders(nil).ApplyCors().Wrap(gw)

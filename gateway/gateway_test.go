@@ -18,6 +18,8 @@ import (
 	ipld "github.com/ipfs/go-ipld-format"
 	mh "github.com/multiformats/go-multihash"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ingestd/ingestd/gateway"
 	"github.com/ingestd/ingestd/localstore"
 )
@@ -369,4 +371,30 @@ func TestShutdownWaitsForRunningRequests(t *testing.T) {
 	}
 	// The cut request fails or gets an error status; either way it ends.
 	<-reqDone
+}
+
+// TestMetricsRegistry: boxo's gateway metrics go to the registry given,
+// so that the daemon's /metrics, on its own registry, exports them.
+func TestMetricsRegistry(t *testing.T) {
+	store := newMapStore()
+	data := []byte("counted")
+	c := rawCid(t, data)
+	store.put(c, data)
+	reg := prometheus.NewRegistry()
+	base := serve(t, gateway.Config{Store: store, MetricsRegistry: reg})
+	if r := do(t, "GET", base+"/ipfs/"+c.String()+"?format=raw", nil); r.status != 200 {
+		t.Fatalf("status %d", r.status)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range families {
+		names = append(names, f.GetName())
+		if f.GetName() == "ipfs_http_gw_responses_total" {
+			return
+		}
+	}
+	t.Fatalf("no ipfs_http_gw_responses_total in the registry: %v", names)
 }

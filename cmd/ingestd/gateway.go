@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ingestd/ingestd/gateway"
 	"github.com/ingestd/ingestd/localstore"
 )
@@ -120,9 +122,9 @@ type gatewayRunner struct {
 }
 
 // listenGateway builds the gateway over store with the API's users and
-// TLS settings and listens on its address; serve starts it. It returns nil
-// when the gateway is off.
-func listenGateway(cfg *Config, store *localstore.Store, tlsCfg *tls.Config, logger *log.Logger) (*gatewayRunner, error) {
+// TLS settings, its metrics on reg (the daemon's /metrics), and listens on
+// its address; serve starts it. It returns nil when the gateway is off.
+func listenGateway(cfg *Config, store *localstore.Store, tlsCfg *tls.Config, reg prometheus.Registerer, logger *log.Logger) (*gatewayRunner, error) {
 	if cfg.Gateway == gatewayOff {
 		return nil, nil
 	}
@@ -131,6 +133,8 @@ func listenGateway(cfg *Config, store *localstore.Store, tlsCfg *tls.Config, log
 		Deserialized: cfg.GatewayDeserialized,
 		BasicAuth:    cfg.BasicAuth,
 		ErrorLog:     logger,
+		// boxo's ipfs_http_gw_* metrics, on the daemon's registry.
+		MetricsRegistry: reg,
 	})
 	if err != nil {
 		return nil, err

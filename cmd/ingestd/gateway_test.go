@@ -234,6 +234,18 @@ func TestGatewayBinary(t *testing.T) {
 		t.Fatalf("file: %d, %d bytes (%v), want the %d added", resp.StatusCode, len(got), err, len(payload))
 	}
 
+	// boxo's gateway metrics are on the daemon's /metrics.
+	req, _ = http.NewRequest("GET", p.apiURL+"/metrics", nil)
+	req.SetBasicAuth("alice", "secret")
+	if resp, err = client.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Contains(got, []byte("ipfs_http_gw_responses_total")) {
+		t.Fatalf("/metrics: %d, no ipfs_http_gw_responses_total in %d bytes", resp.StatusCode, len(got))
+	}
+
 	// A CAR download in flight when SIGTERM comes finishes whole.
 	resp = get("/ipfs/"+out.Cid+"?format=car", "alice", "secret")
 	defer resp.Body.Close()

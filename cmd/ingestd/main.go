@@ -140,7 +140,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 		}
 	}
 	logger.Printf("peer %s serving the IPFS Cluster REST API on %s://%s, %s (data in %s)", peerID, scheme, ln.Addr(), auth, cfg.Data)
-	gw, err := listenGateway(cfg, store, tlsCfg, logger)
+	gw, err := listenGateway(cfg, store, tlsCfg, reg.Registry, logger)
 	if err != nil {
 		ln.Close()
 		return err
