@@ -433,17 +433,20 @@ func (c *Cluster) logOutput(t testing.TB, p *Peer) {
 var errGiveUp = errors.New("giving up")
 
 // WaitFor calls cond every 100ms until it returns nil, and fails the test
-// with cond's last error if it returns one made by GiveUp or if the
-// test's deadline (go test -timeout) is less than 30s away, leaving that
-// time to cleanups. There is no other time limit: a slow machine waits
-// longer, a fast one no longer than it needs.
+// with cond's last error if it returns one made by GiveUp or if the test's
+// deadline (go test -timeout) is less than 30s away (or a quarter of the
+// time that was left when WaitFor began, if less), leaving that time to
+// cleanups. There is no other time limit: a slow machine waits longer, a
+// fast one no longer than it needs.
 func WaitFor(t testing.TB, what string, cond func() error) {
 	t.Helper()
 	ctx := context.Background()
 	if dt, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
 		if d, ok := dt.Deadline(); ok {
+			// A short -timeout gets a proportionate margin.
+			margin := min(cleanupMargin, time.Until(d)/4)
 			var cancel context.CancelFunc
-			ctx, cancel = context.WithDeadline(ctx, d.Add(-cleanupMargin))
+			ctx, cancel = context.WithDeadline(ctx, d.Add(-margin))
 			defer cancel()
 		}
 	}

@@ -44,6 +44,8 @@ func TestHarness(t *testing.T) {
 				t.Errorf("peer %s: version %q, want %s", p.ID, p.Version, Version)
 			}
 			got = append(got, p.ID)
+			// What ingestd's default kubo address comes from (issue 9).
+			t.Logf("%s (%s): ipfs %s at %v", p.Peername, p.ID, p.IPFS.ID, p.IPFS.Addresses)
 		}
 		slices.Sort(got)
 		if !slices.Equal(got, ids) {
