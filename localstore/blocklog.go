@@ -270,6 +270,32 @@ func (l *blockLog) newSegment() error {
 	return nil
 }
 
+// written waits until every write buffer queued so far is written: the
+// data of every sealed segment is then in its file, for reads that bypass
+// read (compaction). It returns the writer's error, if a write failed.
+func (l *blockLog) written() error {
+	l.mu.Lock()
+	d := l.direct
+	var ch <-chan struct{}
+	if d != nil {
+		ch = d.barrier()
+	}
+	l.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	<-ch
+	return d.failed()
+}
+
+// directOn reports whether the log writes with O_DIRECT (and its file
+// system takes it).
+func (l *blockLog) directOn() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.direct != nil
+}
+
 // sealed returns the size of every segment appends no longer go to.
 func (l *blockLog) sealed() map[uint32]uint64 {
 	l.mu.Lock()

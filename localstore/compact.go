@@ -7,7 +7,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"slices"
+	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/ipfs/boxo/datastore/dshelp"
@@ -170,33 +173,9 @@ func (s *Store) compactSegment(seg uint32, size uint64, st *CompactStats) error 
 		return err
 	}
 	slices.SortFunc(moves, func(a, b move) int { return cmp.Compare(a.from.off, b.from.off) }) // read in order
-	var copied int64
-	for i := range moves {
-		m := &moves[i]
-		data, err := s.log.read(m.from)
-		if err != nil {
-			return fmt.Errorf("cannot compact segment %d: %w", seg, err)
-		}
-		h, err := dshelp.DsKeyToMultihash(datastore.RawKey(string(m.key[len(blocksPrefix.String()):])))
-		if err != nil {
-			return fmt.Errorf("cannot compact segment %d: bad index key %q: %w", seg, m.key, err)
-		}
-		if !intact(h, m.from, data) {
-			return fmt.Errorf("cannot compact segment %d: %w", seg, corruptError(cid.NewCidV1(cid.Raw, h), m.from))
-		}
-		crc := m.from.crc
-		if !m.from.hasCRC {
-			crc = checksum(data)
-		}
-		m.to, err = s.log.append(data)
-		if err != nil {
-			return fmt.Errorf("cannot compact segment %d: %w", seg, err)
-		}
-		m.to.crc, m.to.hasCRC = crc, true
-		copied += int64(len(data))
-		if i == len(moves)/2 {
-			atStep("copying")
-		}
+	copied, err := s.copyForward(seg, moves)
+	if err != nil {
+		return fmt.Errorf("cannot compact segment %d: %w", seg, err)
 	}
 	atStep("copied")
 	if len(moves) > 0 {
@@ -226,6 +205,135 @@ func (s *Store) compactSegment(seg uint32, size uint64, st *CompactStats) error 
 	st.Copied += copied
 	st.Freed += int64(size)
 	return nil
+}
+
+// Compaction reads a segment in runs of up to compactRunSize bytes, each
+// run spanning consecutive live blocks and the dead gaps between them when
+// shorter than compactMaxGap, while the blocks of the previous run are
+// appended: one 256 KiB read per block, in turn with the appends, copied
+// 186 MB/s on the development VM (BenchmarkGC), the disk idle half the
+// time.
+const (
+	compactRunSize = 8 << 20
+	compactMaxGap  = 1 << 20
+)
+
+// readRun is a run of moves[lo:hi], read from the segment into buf (buf[0]
+// is at the offset of moves[lo]).
+type readRun struct {
+	lo, hi int
+	buf    []byte // the bytes of the run
+	full   []byte // the buffer buf is in, to be reused
+	err    error
+}
+
+// copyForward appends the blocks of moves (sorted by offset, all in
+// segment seg) to the log, each checked against its CRC (or re-hashed),
+// and records where each went in its to. It returns the bytes copied.
+func (s *Store) copyForward(seg uint32, moves []move) (int64, error) {
+	if len(moves) == 0 {
+		return 0, nil
+	}
+	// The segment's last buffer may still be queued for writing (it was
+	// sealed since the last Sync): reads go to the file.
+	if err := s.log.written(); err != nil {
+		return 0, err
+	}
+	var readAt func(p []byte, off int64) (int, error)
+	align := uint64(1)
+	if s.log.directOn() {
+		df, err := os.OpenFile(segmentName(s.log.dir, seg), os.O_RDONLY|syscall.O_DIRECT, 0)
+		if err != nil {
+			return 0, fmt.Errorf("cannot open segment %d: %w", seg, err)
+		}
+		defer df.Close()
+		readAt, align = df.ReadAt, directAlign
+	} else {
+		f, err := s.log.file(seg)
+		if err != nil {
+			return 0, err
+		}
+		readAt = f.ReadAt
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	free := make(chan []byte, 2)
+	free <- nil
+	free <- nil
+	ready := make(chan readRun)
+	go func() { // reads runs ahead of the appends; ends at stop
+		for lo := 0; lo < len(moves); {
+			start, end, hi := moves[lo].from.off, moves[lo].from.end(), lo+1
+			for ; hi < len(moves); hi++ {
+				next := moves[hi].from
+				if next.off > end+compactMaxGap || next.end()-start > compactRunSize {
+					break
+				}
+				end = max(end, next.end())
+			}
+			var buf []byte
+			select {
+			case buf = <-free:
+			case <-stop:
+				return
+			}
+			// Aligned for O_DIRECT: start down, end up.
+			astart, aend := start&^(align-1), (end+align-1)&^(align-1)
+			if uint64(len(buf)) < aend-astart {
+				buf = alignedBuf(int(max(aend-astart, compactRunSize+2*directAlign)))
+			}
+			n, err := readAt(buf[:aend-astart], int64(astart))
+			if uint64(n) >= end-astart {
+				err = nil // the end of the file is not aligned
+			} else if err == nil {
+				err = io.ErrUnexpectedEOF
+			}
+			if err != nil {
+				err = fmt.Errorf("cannot read segment %d at %d: %w", seg, start, err)
+			}
+			select {
+			case ready <- readRun{lo, hi, buf[start-astart : end-astart], buf, err}:
+			case <-stop:
+				return
+			}
+			lo = hi
+		}
+	}()
+	var copied int64
+	for done := 0; done < len(moves); {
+		r := <-ready
+		if r.err != nil {
+			return copied, r.err
+		}
+		base := moves[r.lo].from.off
+		for i := r.lo; i < r.hi; i++ {
+			m := &moves[i]
+			data := r.buf[m.from.off-base : m.from.end()-base]
+			h, err := dshelp.DsKeyToMultihash(datastore.RawKey(string(m.key[len(blocksPrefix.String()):])))
+			if err != nil {
+				return copied, fmt.Errorf("bad index key %q: %w", m.key, err)
+			}
+			if !intact(h, m.from, data) {
+				return copied, corruptError(cid.NewCidV1(cid.Raw, h), m.from)
+			}
+			crc := m.from.crc
+			if !m.from.hasCRC {
+				crc = checksum(data)
+			}
+			m.to, err = s.log.append(data)
+			if err != nil {
+				return copied, err
+			}
+			m.to.crc, m.to.hasCRC = crc, true
+			copied += int64(len(data))
+			if i == len(moves)/2 {
+				atStep("copying")
+			}
+		}
+		done = r.hi
+		free <- r.full
+	}
+	return copied, nil
 }
 
 // entriesIn returns the index entries of the blocks stored in segment seg

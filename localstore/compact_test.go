@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	cid "github.com/ipfs/go-cid"
 
 	"github.com/ingestd/ingestd/ingest/car"
@@ -81,64 +82,92 @@ func rawRoots(bs []stored) func(yield func(Root) error) error {
 // TestCompact: after Collect, the segments at most half live are compacted
 // (their live blocks copied, their files deleted), one that is more than
 // half live is not; every live block reads back, before and after
-// reopening; a second Collect has nothing left to do.
+// reopening; a second Collect has nothing left to do. It runs on the disk
+// (O_DIRECT writes and reads) and on pebble's in-memory FS (buffered).
 func TestCompact(t *testing.T) {
 	smallSegments(t)
-	dir := t.TempDir()
-	s := openTest(t, dir)
-	blocks := putSegments(t, s, 0, 41) // segments 1 to 4, ten blocks each, and one in 5
-	if got := segmentFiles(t, dir); !slices.Equal(got, []uint32{1, 2, 3, 4, 5}) {
-		t.Fatalf("segment files %v; the test expects 1–4 full and 5 current", got)
-	}
-	keep := map[int]bool{}
-	for _, i := range []int{
-		3, 7, // segment 1: 20% live, compacted
-		10, 11, 12, 13, 14, // segment 2: 50% live, compacted (at most half)
-		20, 21, 22, 23, 24, 25, // segment 3: 60% live, kept
-		// segment 4: nothing live, deleted without a copy
-	} {
-		keep[i] = true
-	}
-	var live []stored
-	for i, b := range blocks {
-		if keep[i] {
-			live = append(live, b)
+	f := func(name string, open func() *Store) {
+		t.Helper()
+		s := open()
+		blocks := putSegments(t, s, 0, 41) // segments 1 to 4, ten blocks each, and one in 5
+		if got := segmentsOf(t, s); !slices.Equal(got, []uint32{1, 2, 3, 4, 5}) {
+			t.Fatalf("%s: segment files %v; the test expects 1–4 full and 5 current", name, got)
 		}
+		_, live := compactBlocks(t)
+		removed, st, err := s.collect(t.Context(), rawRoots(live), car.Links)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if len(removed) != len(blocks)-len(live) {
+			t.Fatalf("%s: removed %d blocks; want %d", name, len(removed), len(blocks)-len(live))
+		}
+		// Segment 1 is 20% live, 2 is 50% (at most half: compacted), 3 is
+		// 60% (kept), 4 holds nothing live (deleted without a copy).
+		want := CompactStats{Segments: 3, Copied: 7 * 100 << 10, Freed: 3 * 10 * 100 << 10}
+		if st != want {
+			t.Fatalf("%s: compaction: %+v; want %+v", name, st, want)
+		}
+		if got := segmentsOf(t, s); !slices.Equal(got, []uint32{3, 5}) {
+			t.Fatalf("%s: segment files after compaction %v; want [3 5]", name, got)
+		}
+		check := func() {
+			t.Helper()
+			for i, b := range blocks {
+				if contains(compactKeep, i) {
+					checkBlock(t, s, b.c, b.data)
+				} else if present(t, s, b.c) {
+					t.Fatalf("%s: removed block %d is still there", name, i)
+				}
+			}
+		}
+		check()
+		again, st, err := s.collect(t.Context(), rawRoots(live), car.Links)
+		if err != nil || len(again) != 0 || st != (CompactStats{}) {
+			t.Fatalf("%s: second Collect: removed %d, %+v, %v; want nothing", name, len(again), st, err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		s = open()
+		check()
 	}
-	removed, st, err := s.collect(t.Context(), rawRoots(live), car.Links)
+	dir := directDir(t)
+	f("O_DIRECT", func() *Store {
+		s := openTest(t, dir)
+		if s.log.direct == nil {
+			t.Fatal("no O_DIRECT")
+		}
+		return s
+	})
+	mem := vfs.NewMem()
+	f("buffered", func() *Store {
+		popts := pebbleOptions()
+		popts.FS = mem
+		s, err := open("/db", Options{}, popts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+// segmentsOf returns the ids of the segment files of s.
+func segmentsOf(t *testing.T, s *Store) []uint32 {
+	t.Helper()
+	names, err := s.log.fs.List(s.log.dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(removed) != len(blocks)-len(live) {
-		t.Fatalf("removed %d blocks; want %d", len(removed), len(blocks)-len(live))
-	}
-	want := CompactStats{Segments: 3, Copied: 7 * 100 << 10, Freed: 3 * 10 * 100 << 10}
-	if st != want {
-		t.Fatalf("compaction: %+v; want %+v", st, want)
-	}
-	if got := segmentFiles(t, dir); !slices.Equal(got, []uint32{3, 5}) {
-		t.Fatalf("segment files after compaction %v; want [3 5]", got)
-	}
-	check := func() {
-		t.Helper()
-		for i, b := range blocks {
-			if keep[i] {
-				checkBlock(t, s, b.c, b.data)
-			} else if present(t, s, b.c) {
-				t.Fatalf("removed block %d is still there", i)
-			}
+	var ids []uint32
+	for _, name := range names {
+		var id uint32
+		if n, _ := fmt.Sscanf(name, "%08d.log", &id); n == 1 {
+			ids = append(ids, id)
 		}
 	}
-	check()
-	again, st, err := s.collect(t.Context(), rawRoots(live), car.Links)
-	if err != nil || len(again) != 0 || st != (CompactStats{}) {
-		t.Fatalf("second Collect: removed %d, %+v, %v; want nothing", len(again), st, err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = openTest(t, dir)
-	check()
+	slices.Sort(ids)
+	return ids
 }
 
 // TestCompactDisabled: with a negative threshold Collect only drops index

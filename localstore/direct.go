@@ -202,6 +202,12 @@ func (d *directWriter) flush() <-chan struct{} {
 	if d.cur != nil && d.cur.n > 0 {
 		d.handOff(true)
 	}
+	return d.barrier()
+}
+
+// barrier returns a channel closed once every buffer queued so far is
+// written. Called with blockLog.mu held; wait outside it.
+func (d *directWriter) barrier() <-chan struct{} {
 	ch := make(chan struct{})
 	d.work <- &dbuf{barrier: ch}
 	return ch

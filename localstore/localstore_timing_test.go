@@ -5,8 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	cid "github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
@@ -231,5 +236,168 @@ func BenchmarkReadCheck(b *testing.B) {
 				checksum(data)
 			}
 		})
+	}
+}
+
+// BenchmarkGC measures a garbage collection of a store of
+// $LOCALSTORE_BENCH_GC_MIB MiB (default 256; BENCHMARKS.md uses 10240) of
+// distinct 256 KiB blocks, half of them unpinned, and adds running during
+// it. Run it with -benchtime=1x: one op fills a store, which b.TempDir
+// removes afterwards.
+//
+//   - interleaved: every other block is unpinned, so every segment is half
+//     live and compaction copies half of the store to free all of it (the
+//     worst case at the default threshold);
+//   - contiguous: the second half is unpinned, so whole segments are dead
+//     and compaction deletes them without copying.
+//
+// Each layout runs alone (nothing else on the store) and with-adds (adds
+// running from before the collection starts until it ends). Reported: the
+// mark and sweep time (sweep-s), the compaction time (compact-s), the
+// bytes freed and copied, the net reclaimed rate over the whole collection
+// (reclaimed-MB/s: freed minus copied, per second), and the rate of adds
+// (Puts of 64 MiB under Hold, then Sync, as the REST layer does) alone,
+// before the collection, and during it, and their ratio.
+func BenchmarkGC(b *testing.B) {
+	mib := 256
+	if v := os.Getenv("LOCALSTORE_BENCH_GC_MIB"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		mib = n
+	}
+	for _, layout := range []string{"interleaved", "contiguous"} {
+		for _, adds := range []bool{false, true} {
+			name := layout + "/alone"
+			if adds {
+				name = layout + "/with-adds"
+			}
+			b.Run(name, func(b *testing.B) {
+				for range b.N {
+					benchGC(b, mib, layout == "interleaved", adds)
+				}
+			})
+		}
+	}
+}
+
+func benchGC(b *testing.B, mib int, interleaved, withAdds bool) {
+	b.StopTimer()
+	ctx := context.Background()
+	// Real 1 GiB segments for a store of 8 GiB and more; smaller stores
+	// get eight segments.
+	defer func(old uint64) { maxSegmentSize = old }(maxSegmentSize)
+	maxSegmentSize = min(1<<30, uint64(mib)<<20/8)
+	s := openBench(b)
+	data := benchData(b)
+	n := mib << 20 / benchBlockSize
+	var mu sync.Mutex
+	var roots []cid.Cid
+	next := uint64(0)
+	var putBytes atomic.Int64 // bytes put by adds so far
+	// add puts 64 MiB of new blocks under a Hold, syncs, pins them.
+	add := func() {
+		release := s.Hold()
+		defer release()
+		mu.Lock()
+		first := next
+		next += 256
+		mu.Unlock()
+		var added []cid.Cid
+		for i := range uint64(256) {
+			c := benchCid(b, first+i)
+			if err := s.Put(ctx, c, data); err != nil {
+				b.Error(err)
+				return
+			}
+			putBytes.Add(benchBlockSize)
+			added = append(added, c)
+		}
+		if err := s.Sync(ctx); err != nil {
+			b.Error(err)
+			return
+		}
+		mu.Lock()
+		roots = append(roots, added...)
+		mu.Unlock()
+	}
+
+	// Fill: n blocks, half of them pinned.
+	for i := range n {
+		c := benchCid(b, next)
+		next++
+		if err := s.Put(ctx, c, data); err != nil {
+			b.Fatal(err)
+		}
+		if interleaved && i%2 == 0 || !interleaved && i < n/2 {
+			roots = append(roots, c)
+		}
+	}
+	if err := s.Sync(ctx); err != nil {
+		b.Fatal(err)
+	}
+	// Adds alone: a quarter of the store's size, at least 256 MiB.
+	start := time.Now()
+	for putBytes.Load() < max(int64(mib)<<20/4, 256<<20) {
+		add()
+	}
+	aloneRate := float64(putBytes.Load()) / time.Since(start).Seconds() / 1e6
+
+	rootsFn := func(yield func(Root) error) error {
+		mu.Lock()
+		rs := slices.Clone(roots)
+		mu.Unlock()
+		for _, c := range rs {
+			if err := yield(Root{Cid: c, Recursive: true}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// The collection, with adds running until it is done.
+	done := make(chan struct{})
+	var adders sync.WaitGroup
+	if withAdds {
+		adders.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				add()
+			}
+		})
+	}
+	b.StartTimer()
+	start = time.Now()
+	before := putBytes.Load()
+	s.compactMu.Lock()
+	if _, err := s.markAndSweep(ctx, rootsFn, nil); err != nil {
+		b.Fatal(err)
+	}
+	swept := time.Now()
+	st, err := s.compact(ctx)
+	s.compactMu.Unlock()
+	if err != nil {
+		b.Fatal(err)
+	}
+	end := time.Now()
+	during := putBytes.Load() - before
+	b.StopTimer()
+	close(done)
+	adders.Wait()
+	total := end.Sub(start).Seconds()
+	duringRate := float64(during) / total / 1e6
+	b.ReportMetric(swept.Sub(start).Seconds(), "sweep-s")
+	b.ReportMetric(end.Sub(swept).Seconds(), "compact-s")
+	b.ReportMetric(float64(st.Freed)/1e6, "freed-MB")
+	b.ReportMetric(float64(st.Copied)/1e6, "copied-MB")
+	b.ReportMetric(float64(st.Freed-st.Copied)/1e6/total, "reclaimed-MB/s")
+	b.ReportMetric(aloneRate, "adds-alone-MB/s")
+	if withAdds {
+		b.ReportMetric(duringRate, "adds-during-MB/s")
+		b.ReportMetric(duringRate/aloneRate, "adds-ratio")
 	}
 }
