@@ -17,7 +17,10 @@
 // files), a deep chain of directories, or a CAR of any of them. Every add of
 // a run gets its own content, derived from the base seed and the run's index
 // (RunSeed), identical for every target: nothing is deduplicated by the
-// store, and the targets' root CIDs for the same run must agree. Content is
+// store, and the targets' root CIDs for the same run must agree. The same
+// seed gives the same content again: a second benchmark with the seed of
+// an earlier one against the same stores measures deduplication (`ingestd
+// bench` picks a random seed unless --seed is given). Content is
 // streamed into the request body as it is generated (never held whole in
 // memory) from a 1 MiB random pool and a 16-byte tag at the start of every
 // 4 KiB block, so generating costs a memory copy per byte, far below what

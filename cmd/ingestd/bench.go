@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"os/signal"
@@ -60,7 +61,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&opts, "opt", "add option KEY=VALUE passed as a query parameter (cid-version=1, raw-leaves=true, chunker=size-1048576, profile=unixfs-v1-2025, …); repeatable")
 	repeat := fs.Int("repeat", benchtool.DefaultRepeat, "rounds")
 	concurrency := fs.Int("concurrency", benchtool.DefaultConcurrency, "adds in flight on a target in each round, each on its own content")
-	seed := fs.Uint64("seed", 1, "base seed of the content")
+	seed := fs.Uint64("seed", 0, "base seed of the content (default a random one, printed in the report: the same seed gives the same content, which stores that already hold it deduplicate)")
 	timeout := fs.Duration("timeout", benchtool.DefaultTimeout, "limit of one add")
 	basicAuth := fs.String("basic-auth", "", "USER:PASSWORD for every target without its own")
 	token := fs.String("token", "", "JWT (IPFS Cluster's POST /token) for every target without its own; sent as a Bearer token")
@@ -70,7 +71,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	insecure := fs.Bool("insecure", false, "do not verify TLS certificates")
 	jsonOut := fs.Bool("json", false, "print the report as JSON")
 	noProgress := fs.Bool("no-progress", false, "no progress line (there is none when stderr is not a terminal)")
-	writeDir := fs.String("write", "", "write the files of run 0 (the first add's content) under this directory and exit, e.g. for `ipfs add -r`")
+	writeDir := fs.String("write", "", "write the files of run 0 (the first add's content) of --seed under this directory and exit, e.g. for `ipfs add -r`")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -81,6 +82,11 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 
+	seedSet := false
+	fs.Visit(func(f *flag.Flag) { seedSet = seedSet || f.Name == "seed" })
+	if !seedSet {
+		*seed = rand.Uint64()
+	}
 	cfg := benchtool.Config{
 		Repeat: *repeat, Concurrency: *concurrency, Seed: *seed, Timeout: *timeout,
 		Baseline: *baseline, Insecure: *insecure, Options: url.Values{},
@@ -115,6 +121,9 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		cfg.Options.Add(k, v)
 	}
 	if *writeDir != "" {
+		if !seedSet {
+			return errors.New("cannot --write without --seed: give the seed of the run to reproduce")
+		}
 		return cfg.Dataset.WriteFiles(*writeDir, *seed, benchtool.RunSeed(*seed, 0))
 	}
 

@@ -70,6 +70,19 @@ func TestBenchCommand(t *testing.T) {
 		t.Fatal("run 1 has run 0's content")
 	}
 
+	// Without --seed, each invocation has its own content: nothing that an
+	// earlier one stored is deduplicated.
+	var seeds [2]benchtool.Report
+	for i := range seeds {
+		stdout, stderr, code := runCmd(t, bin, "bench", "--json", "--repeat", "1", "--target", "cluster:"+p.url, "--dataset", "file", "--size", "1000")
+		if code != 0 || json.Unmarshal([]byte(stdout), &seeds[i]) != nil || len(seeds[i].Runs) != 1 {
+			t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+		}
+	}
+	if seeds[0].Seed == seeds[1].Seed || seeds[0].Runs[0].Results[0].Root == seeds[1].Runs[0].Results[0].Root {
+		t.Fatalf("two invocations without --seed: seeds %d and %d, roots %+v %+v", seeds[0].Seed, seeds[1].Seed, seeds[0].Runs[0].Results, seeds[1].Runs[0].Results)
+	}
+
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -102,4 +115,5 @@ func TestBenchFlags(t *testing.T) {
 	f("--target", "cluster:http://h", "--baseline", "other")
 	f("--target", "cluster:http://h", "--car", "--opt", "wrap-with-directory=true")
 	f("--target", "cluster:http://h", "--dataset", "deep", "--depth", "5000")
+	f("--write", t.TempDir()) // without --seed
 }
