@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -42,8 +43,9 @@ const (
 )
 
 // Cluster is a running IPFS Cluster of real ipfs-cluster-service processes
-// with CRDT consensus, each peer with its own kubo daemon, all on
-// 127.0.0.1. Start makes one; its cleanup stops every process by PID.
+// with CRDT consensus, each peer with its own kubo daemon, all on loopback
+// (127.0.0.1, or a 127.0.N.x per peer with DistinctHosts). Start makes one;
+// its cleanup stops every process by PID.
 //
 // Methods that start processes take a testing.TB; the others may be called
 // from any goroutine of the test, but not concurrently for the same peer.
@@ -70,20 +72,21 @@ type Peer struct {
 	Dir string
 	// Kubo is the peer's kubo daemon; RestartKubo replaces it.
 	Kubo *kubotest.Daemon
-	// APIAddr is the REST API, "127.0.0.1:PORT"; URL gives the base URL.
+	// APIAddr is the REST API, "127.0.0.1:PORT" (with DistinctHosts
+	// "127.0.N.<Index+1>:9094"); URL gives the base URL.
 	APIAddr string
 	// ProxyAddr is the IPFS proxy API and PinSvcAddr the pinning service
-	// API, both "127.0.0.1:PORT".
+	// API, "HOST:PORT" as APIAddr.
 	ProxyAddr, PinSvcAddr string
 	// SwarmAddr is the cluster's libp2p address,
-	// "/ip4/127.0.0.1/tcp/PORT/p2p/<ID>".
+	// "/ip4/HOST/tcp/PORT/p2p/<ID>".
 	SwarmAddr string
 	// LogPath is the log (stdout and stderr) of the current or last
 	// service process.
 	LogPath string
 
 	kuboRepo *kubotest.Repo
-	kuboAPI  string // "127.0.0.1:PORT", fixed so that a restarted kubo keeps it
+	kuboAPI  string // "HOST:PORT", fixed so that a restarted kubo keeps it
 	proc     *process
 	starts   int
 }
@@ -116,27 +119,37 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 		o(&c.opts)
 	}
 
-	// Five ports a peer: kubo API, REST API, IPFS proxy, pinning service
-	// API, cluster swarm.
-	ports := freePorts(t, 5*n)
-	for i := range n {
+	addrs := c.peerAddrs(t, n)
+	for i, a := range addrs {
 		p := &Peer{
 			Index:      i,
 			Name:       "peer" + strconv.Itoa(i),
 			Dir:        filepath.Join(t.TempDir(), "cluster"),
-			kuboAPI:    loopback(ports[5*i]),
-			APIAddr:    loopback(ports[5*i+1]),
-			ProxyAddr:  loopback(ports[5*i+2]),
-			PinSvcAddr: loopback(ports[5*i+3]),
+			kuboAPI:    a.kuboAPI,
+			APIAddr:    a.rest,
+			ProxyAddr:  a.proxy,
+			PinSvcAddr: a.pinsvc,
 		}
 		p.kuboRepo = kubotest.NewRepo(t)
 		p.kuboRepo.SetConfig(t, "Addresses.API", strconv.Quote(multiaddr(p.kuboAPI)))
+		if a.kuboSwarm != "" {
+			p.kuboRepo.SetConfig(t, "Addresses.Swarm", `["`+a.kuboSwarm+`"]`)
+			p.kuboRepo.SetConfig(t, "Addresses.Gateway", strconv.Quote(a.kuboGateway))
+		}
 		p.Kubo = kubotest.StartDaemon(t, p.kuboRepo)
 		c.Peers = append(c.Peers, p)
 	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
 	for i, p := range c.Peers {
-		c.initPeer(t, p)
-		p.SwarmAddr = multiaddr(loopback(ports[5*i+4])) + "/p2p/" + p.ID
+		wg.Go(func() { errs[i] = c.initPeer(p) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range c.Peers {
+		p.SwarmAddr = multiaddr(addrs[i].swarm) + "/p2p/" + p.ID
 	}
 	for _, p := range c.Peers {
 		if err := c.writeConfig(p); err != nil {
@@ -157,12 +170,80 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 	return c
 }
 
+// peerAddrs are the addresses of one peer: "host:port", and multiaddrs for
+// kubo's swarm and gateway ("" keeps kubotest's 127.0.0.1, port 0).
+type peerAddrs struct {
+	kuboAPI, rest, proxy, pinsvc, swarm string
+	kuboSwarm, kuboGateway              string
+}
+
+// Default ports of IPFS Cluster and kubo, which DistinctHosts uses.
+const (
+	restPort        = 9094
+	proxyPort       = 9095
+	swarmPort       = 9096
+	pinsvcPort      = 9097
+	kuboAPIPort     = 5001
+	kuboSwarmPort   = 4001
+	kuboGatewayPort = 8080
+)
+
+// hostSeq numbers the clusters started with DistinctHosts in this test
+// binary, so that each has its own 127.0.N.0/24.
+var hostSeq atomic.Int32
+
+func (c *Cluster) peerAddrs(t testing.TB, n int) []peerAddrs {
+	t.Helper()
+	addrs := make([]peerAddrs, n)
+	if c.opts.distinctHosts {
+		seq := int(hostSeq.Add(1))
+		if seq > 254 || n > 254 {
+			t.Fatalf("cannot give %d peers their own loopback address: cluster %d of this test binary, 254 of either at most", n, seq)
+		}
+		for i := range addrs {
+			host := fmt.Sprintf("127.0.%d.%d", seq, i+1)
+			at := func(port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
+			addrs[i] = peerAddrs{
+				kuboAPI: at(kuboAPIPort), rest: at(restPort), proxy: at(proxyPort),
+				pinsvc: at(pinsvcPort), swarm: at(swarmPort),
+				kuboSwarm:   multiaddr(at(kuboSwarmPort)),
+				kuboGateway: multiaddr(at(kuboGatewayPort)),
+			}
+		}
+		return addrs
+	}
+	// Five ports a peer: kubo API, REST API, IPFS proxy, pinning service
+	// API, cluster swarm.
+	ports := freePorts(t, 5*n)
+	for i := range addrs {
+		addrs[i] = peerAddrs{
+			kuboAPI: loopback(ports[5*i]), rest: loopback(ports[5*i+1]), proxy: loopback(ports[5*i+2]),
+			pinsvc: loopback(ports[5*i+3]), swarm: loopback(ports[5*i+4]),
+		}
+	}
+	return addrs
+}
+
 // Option changes how Start configures the cluster.
 type Option func(*options)
 
 type options struct {
+	distinctHosts          bool
 	authUser, authPassword string
 	edits                  []func(peer int, cfg map[string]any) error
+}
+
+// DistinctHosts gives each peer a loopback address of its own,
+// 127.0.N.<i+1> (N counts the clusters of the test binary), with the
+// default ports of IPFS Cluster (REST API 9094, IPFS proxy 9095, swarm
+// 9096, pinning service API 9097) and kubo (API 5001, swarm 4001, gateway
+// 8080) on it, as if each peer were a machine of its own. Then the IPFS
+// addresses that GET /peers reports for a peer are on its own host, whose
+// port 5001 is its kubo API: the default from which ingestd finds a peer's
+// kubo (issue 9). Without it every peer is on 127.0.0.1 with free ports,
+// and GET /peers cannot tell their kubo APIs apart.
+func DistinctHosts() Option {
+	return func(o *options) { o.distinctHosts = true }
 }
 
 // BasicAuth makes every peer's REST API require HTTP basic auth with this
@@ -181,27 +262,28 @@ func EditConfig(edit func(peer int, cfg map[string]any) error) Option {
 }
 
 // initPeer runs `ipfs-cluster-service init --consensus crdt` in p.Dir and
-// reads the new identity.
-func (c *Cluster) initPeer(t testing.TB, p *Peer) {
-	t.Helper()
+// reads the new identity. It takes about a second (key generation), so
+// Start runs one per peer at once.
+func (c *Cluster) initPeer(p *Peer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.bin, "--config", p.Dir, "init", "--consensus", "crdt")
 	cmd.Env = commandEnv()
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("cannot run ipfs-cluster-service init for %s: %v\n%s", p.Name, err, out)
+		return fmt.Errorf("cannot run ipfs-cluster-service init for %s: %w\n%s", p.Name, err, out)
 	}
 	raw, err := os.ReadFile(filepath.Join(p.Dir, "identity.json"))
 	if err != nil {
-		t.Fatalf("cannot read identity of %s: %v", p.Name, err)
+		return fmt.Errorf("cannot read identity of %s: %w", p.Name, err)
 	}
 	var ident struct {
 		ID string `json:"id"`
 	}
 	if err := json.Unmarshal(raw, &ident); err != nil || ident.ID == "" {
-		t.Fatalf("cannot decode identity.json of %s: %v (%s)", p.Name, err, raw)
+		return fmt.Errorf("cannot decode identity.json of %s: %v (%s)", p.Name, err, raw)
 	}
 	p.ID = ident.ID
+	return nil
 }
 
 // EnvLogLevel, if set, is passed to every ipfs-cluster-service as
@@ -530,7 +612,7 @@ func ephemeralLow() int {
 
 func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
-// multiaddr turns "127.0.0.1:PORT" into "/ip4/127.0.0.1/tcp/PORT".
+// multiaddr turns "HOST:PORT" (IPv4) into "/ip4/HOST/tcp/PORT".
 func multiaddr(hostport string) string {
 	host, port, _ := net.SplitHostPort(hostport)
 	return "/ip4/" + host + "/tcp/" + port

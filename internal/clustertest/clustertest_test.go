@@ -262,3 +262,41 @@ func decodeStream[T any](t *testing.T, out []byte) []T {
 		vs = append(vs, v)
 	}
 }
+
+// TestDistinctHosts: with a loopback address per peer, each peer's IPFS
+// addresses in GET /peers are on that peer's own host, and port 5001 there
+// is its kubo API, so a client can find a peer's kubo from GET /peers
+// alone.
+func TestDistinctHosts(t *testing.T) {
+	c := Start(t, 3, DistinctHosts())
+	peers, err := c.PeerList(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]*Peer{}
+	for _, p := range c.Peers {
+		byID[p.ID] = p
+	}
+	for _, info := range peers {
+		p := byID[info.ID]
+		if p == nil {
+			t.Fatalf("GET /peers lists %s, not a peer of the cluster", info.ID)
+		}
+		if len(info.IPFS.Addresses) == 0 {
+			t.Fatalf("%s: no IPFS addresses in GET /peers", p.Name)
+		}
+		for _, a := range info.IPFS.Addresses {
+			f := strings.Split(a, "/") // "", "ip4", host, "tcp", port, ...
+			if len(f) < 5 || f[1] != "ip4" {
+				t.Fatalf("%s: IPFS address %q, want /ip4/...", p.Name, a)
+			}
+			if got, want := f[2]+":5001", p.Kubo.APIAddr; got != want {
+				t.Errorf("%s: IPFS address %s gives kubo API %s, want %s", p.Name, a, got, want)
+			}
+		}
+		t.Logf("%s: REST %s, kubo API %s, IPFS addresses %v", p.Name, p.APIAddr, p.Kubo.APIAddr, info.IPFS.Addresses)
+	}
+	if len(peers) != len(c.Peers) {
+		t.Fatalf("GET /peers lists %d peers, want %d", len(peers), len(c.Peers))
+	}
+}

@@ -1,6 +1,6 @@
 // Package clustertest runs a real IPFS Cluster for ingestd's tests: n peers
 // of ipfs-cluster-service 1.1.6 with CRDT consensus, each with its own kubo
-// daemon (kubotest), all on 127.0.0.1, and the real ipfs-cluster-ctl to
+// daemon (kubotest), all on loopback, and the real ipfs-cluster-ctl to
 // drive them. Issue 9 (ingestd as the fast /add in front of a cluster) is
 // proven against it.
 //
@@ -27,12 +27,15 @@
 // Each peer gets `ipfs-cluster-service init --consensus crdt` in its own
 // folder and these service.json changes (config.go, configure): a shared
 // secret; a peername; TCP-only listen addresses on 127.0.0.1 with free
-// ports for the cluster swarm, the REST API, the IPFS proxy and the pinning
-// service API; the peer's kubo API as ipfshttp and proxy node_multiaddress;
-// the other peers' swarm addresses as peer_addresses (that is how they find
-// each other); mDNS off; monitor_ping_interval 2s and informer metric_ttl
-// 4s instead of 15s and 30s (DefaultMonitorPingInterval, DefaultMetricTTL).
-// BasicAuth and EditConfig change more.
+// ports (below the ephemeral range) for the cluster swarm, the REST API,
+// the IPFS proxy and the pinning service API, or with DistinctHosts a
+// 127.0.N.x of its own per peer with the default ports; the REST API's
+// access log in its own file; the peer's kubo API as ipfshttp and proxy
+// node_multiaddress; the other peers' swarm addresses as peer_addresses
+// (that is how they find each other); mDNS off; monitor_ping_interval 2s
+// and informer metric_ttl 4s instead of 15s and 30s
+// (DefaultMonitorPingInterval, DefaultMetricTTL). BasicAuth and EditConfig
+// change more.
 //
 // # Binaries
 //
