@@ -226,8 +226,16 @@ func (b *clusterBackend) pinAdded(ctx context.Context, t *target, p *AddParams, 
 	po := &p.Pin
 	q.Set("name", po.Name)
 	q.Set("mode", po.Mode)
-	q.Set("replication-min", strconv.Itoa(po.ReplicationFactorMin))
-	q.Set("replication-max", strconv.Itoa(po.ReplicationFactorMax))
+	// The cluster allocates the user allocations first, then whatever it
+	// likes up to replication-max: capped at the peers that hold the
+	// blocks, it allocates exactly those (a peer whose kubo died midway
+	// is not allocated). Pins everywhere (-1) stay everywhere.
+	rmin, rmax := po.ReplicationFactorMin, po.ReplicationFactorMax
+	if r1, r2 := b.resolveFactors(rmin, rmax); r1 != -1 && r2 > len(t.pinners) {
+		rmin, rmax = min(r1, len(t.pinners)), len(t.pinners)
+	}
+	q.Set("replication-min", strconv.Itoa(rmin))
+	q.Set("replication-max", strconv.Itoa(rmax))
 	q.Set("user-allocations", strings.Join(b.s.peerIDs(t.pinners), ","))
 	if !po.ExpireAt.IsZero() {
 		q.Set("expire-at", po.ExpireAt.Format(time.RFC3339Nano))
