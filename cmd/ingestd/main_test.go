@@ -171,9 +171,14 @@ func TestShutdownWaitsForInflightAdd(t *testing.T) {
 		}
 		respc <- resp
 	}()
+	// The server reports a file once the next one begins, and holds the
+	// last output back until the add is pinned: with three files, "a" is
+	// out once "c" begins.
 	fw, _ := w.CreateFormFile("file", "a")
 	fw.Write([]byte("first file"))
-	fw, _ = w.CreateFormFile("file", "b") // ends part a, so the server reports it
+	fw, _ = w.CreateFormFile("file", "b")
+	fw.Write([]byte("second file"))
+	fw, _ = w.CreateFormFile("file", "c")
 	resp := <-respc
 	if resp == nil {
 		t.FailNow()
@@ -186,20 +191,26 @@ func TestShutdownWaitsForInflightAdd(t *testing.T) {
 	}
 	// The add is in flight with its body half sent: stop the server now.
 	p.cmd.Process.Signal(syscall.SIGTERM)
-	fw.Write([]byte("second file"))
+	fw.Write([]byte("third file"))
 	w.Close()
 	pw.Close()
 	rest, _ := io.ReadAll(br)
-	if te := resp.Trailer.Get("X-Stream-Error"); te != "" || !strings.Contains(string(rest), `"name":"b"`) {
-		t.Fatalf("in-flight add did not finish: %q %q\n%s", rest, te, p.logs)
+	if te := resp.Trailer.Get("X-Stream-Error"); te != "" || !strings.Contains(string(rest), `"name":"b"`) || !strings.Contains(string(rest), `"name":"c"`) {
+		t.Fatalf("in-flight add did not finish: %q %q\n%s", rest, te, p.logText())
 	}
 	if err := <-p.exit; err != nil {
 		t.Fatalf("exit: %v", err)
 	}
 	p = start(t, bin, "--data", data, "--listen", "127.0.0.1:0")
-	for _, line := range []string{first, string(rest)} {
+	lines := append([]string{first}, strings.Split(strings.TrimSpace(string(rest)), "\n")...)
+	if len(lines) != 3 {
+		t.Fatalf("outputs %q; want a, b and c", lines)
+	}
+	for _, line := range lines {
 		var o struct{ Cid string }
-		json.Unmarshal([]byte(strings.TrimSpace(line)), &o)
+		if err := json.Unmarshal([]byte(strings.TrimSpace(line)), &o); err != nil || o.Cid == "" {
+			t.Fatalf("output %q: %v", line, err)
+		}
 		if s := status(t, p.url+"/allocations/"+o.Cid); s != 200 {
 			t.Fatalf("%s: add finished during shutdown was not pinned: %d", o.Cid, s)
 		}
