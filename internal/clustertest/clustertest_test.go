@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -263,12 +264,31 @@ func decodeStream[T any](t *testing.T, out []byte) []T {
 	}
 }
 
-// TestDistinctHosts: with a loopback address per peer, each peer's IPFS
-// addresses in GET /peers are on that peer's own host, and port 5001 there
-// is its kubo API, so a client can find a peer's kubo from GET /peers
-// alone.
-func TestDistinctHosts(t *testing.T) {
-	c := Start(t, 3, DistinctHosts())
+// TestOptions runs a cluster with DistinctHosts and BasicAuth. With a
+// loopback address per peer, each peer's IPFS addresses in GET /peers are
+// on that peer's own host, and port 5001 there is its kubo API, so a client
+// can find a peer's kubo from GET /peers alone. With BasicAuth the REST API
+// turns away a request without the credentials, and the harness's own
+// calls and Cluster.Ctl send them.
+func TestOptions(t *testing.T) {
+	c := Start(t, 3, DistinctHosts(), BasicAuth("ingestd", "s3cret"))
+
+	resp, err := httpClient.Get(c.Peers[0].URL() + "/id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("GET /id without credentials: HTTP %d, want 401", resp.StatusCode)
+	}
+	// ctl prints the API's errors on stdout.
+	if res := CtlRun(t, c.Peers[1].URL(), "id"); res.ExitCode == 0 || !bytes.Contains(res.Stdout, []byte("Code: 401")) {
+		t.Errorf("ctl id without credentials: exit %d, stdout %q; want a 401 error", res.ExitCode, res.Stdout)
+	}
+	if out := c.Ctl(t, 1, "id"); !bytes.Contains(out, []byte(c.Peers[1].ID)) {
+		t.Errorf("ctl id with credentials: %s, want %s", out, c.Peers[1].ID)
+	}
+
 	peers, err := c.PeerList(0)
 	if err != nil {
 		t.Fatal(err)

@@ -18,7 +18,8 @@ type CtlResult struct {
 }
 
 // Ctl runs the real ipfs-cluster-ctl (CtlBinary) with `--host <api>` and
-// args, and returns its stdout; a non-zero exit fails the test with stderr.
+// args, and returns its stdout; a non-zero exit fails the test with its
+// output (the ctl prints the API's errors on stdout).
 // api is a REST API address: "http://127.0.0.1:9094", "127.0.0.1:9094" or a
 // multiaddr, so the same helper drives a cluster peer or an ingestd in front
 // of it. Flags such as --basic-auth or --enc=json go in args.
@@ -26,8 +27,8 @@ func Ctl(t testing.TB, api string, args ...string) []byte {
 	t.Helper()
 	res := CtlRun(t, api, args...)
 	if res.ExitCode != 0 {
-		t.Fatalf("ipfs-cluster-ctl --host %s %s: exit %d: %s", api, strings.Join(args, " "),
-			res.ExitCode, bytes.TrimSpace(res.Stderr))
+		t.Fatalf("ipfs-cluster-ctl --host %s %s: exit %d: %s %s", api, strings.Join(args, " "),
+			res.ExitCode, bytes.TrimSpace(res.Stdout), bytes.TrimSpace(res.Stderr))
 	}
 	return res.Stdout
 }
