@@ -22,6 +22,31 @@
 // namespace also ends every process the test left behind when it exits,
 // even after a panic or a -timeout, when no cleanup runs.
 //
+// # Use
+//
+// A test in another package, in a file that starts with "//go:build netns":
+//
+//	func TestAddThroughIngestd(t *testing.T) {
+//		c := clustertest.Start(t, 3, clustertest.DistinctHosts())
+//		url := startIngestd(t, "--cluster", c.Peers[0].URL()) // the test's own helper
+//		out := clustertest.Ctl(t, url, "add", file) // the real ctl, against ingestd
+//		cid := strings.Fields(string(out))[1]     // "added <cid> <name>"
+//		clustertest.WaitFor(t, cid+" pinned", func() error {
+//			g, err := c.Status(1, cid) // GET /pins/<cid> on peer 1 itself
+//			if err != nil {
+//				return err
+//			}
+//			if st := g.PeerMap[c.Peers[2].ID].Status; st != "pinned" {
+//				return fmt.Errorf("peer2: %s", st)
+//			}
+//			return nil
+//		})
+//		c.KillKubo(2) // and so on: Kill, Stop, Restart, RestartKubo, Metrics
+//	}
+//
+// run with `bash .ci/netns-test.sh ./PKG -run TestAddThroughIngestd -v`; add
+// the package to the Makefile's cluster-test target.
+//
 // # What is configured
 //
 // Each peer gets `ipfs-cluster-service init --consensus crdt` in its own
