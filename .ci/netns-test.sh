@@ -67,19 +67,25 @@ if [[ ! -x "$tmp/$name" ]]; then
 fi
 
 echo "netns-test.sh: running $pkg in a loopback-only network namespace" >&2
-# env -i: only what the tests need crosses into the namespace. The binaries
-# were just built, so a test that cannot find one must fail, not skip.
+# env -i: only what the tests need crosses into the namespace: the caller's
+# INGESTD_* variables (the tests' knobs, such as INGESTD_CLUSTER_LOGLEVEL),
+# then the binaries just built, which override them. So a test that cannot
+# find a binary fails, it does not skip.
 # sh stays PID 1 of the namespace (the "exit" keeps it from exec-ing the
 # test binary), so orphans are reaped and its exit ends them all.
+knobs=()
+while IFS= read -r -d '' kv; do
+	case "$kv" in INGESTD_*=*) knobs+=("$kv") ;; esac
+done < <(env -0)
 status=0
 env -i \
 	PATH="$PATH:/usr/sbin:/sbin" HOME="${HOME:-/root}" TMPDIR="${TMPDIR:-/tmp}" CI="${CI:-}" \
+	"${knobs[@]}" \
 	INGESTD_IPFS_BIN="$INGESTD_IPFS_BIN" \
 	INGESTD_CTL_BIN="$INGESTD_CTL_BIN" \
 	INGESTD_CLUSTER_BIN="$INGESTD_CLUSTER_BIN" \
 	INGESTD_REQUIRE_KUBO=1 \
 	INGESTD_NETNS=1 \
-	INGESTD_CLUSTER_LOGLEVEL="${INGESTD_CLUSTER_LOGLEVEL:-}" \
 	unshare --net --pid --fork --mount-proc --kill-child \
 	sh -c 'ip link set lo up && cd "$1" && shift && "$@"; exit $?' \
 	sh "$dir" "$tmp/$name" "${test_flags[@]}" || status=$?

@@ -6,9 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"mime/multipart"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -293,4 +297,91 @@ func canon(v any) any {
 		return keys
 	}
 	return v
+}
+
+// TestClusterAddBenchmark measures, on one 3-peer cluster in one run, the
+// time from starting `ipfs-cluster-ctl add` of a file until every peer
+// reports it pinned: through ingestd, and through the cluster's own /add,
+// interleaved, each round on a distinct file so nothing is deduplicated;
+// then two ingestd instances adding two files at once. It runs only when
+// INGESTD_CLUSTER_BENCH_MIB is set (the file size in MiB); the figures are
+// in BENCHMARKS.md.
+func TestClusterAddBenchmark(t *testing.T) {
+	mib, _ := strconv.Atoi(os.Getenv("INGESTD_CLUSTER_BENCH_MIB"))
+	if mib <= 0 {
+		t.Skip("set INGESTD_CLUSTER_BENCH_MIB to run the cluster /add benchmark")
+	}
+	rounds := 2
+	if r, _ := strconv.Atoi(os.Getenv("INGESTD_CLUSTER_BENCH_ROUNDS")); r > 0 {
+		rounds = r
+	}
+	c := clustertest.Start(t, 3)
+	fa, fb := realFront(t, c, 0), realFront(t, c, 1)
+	dir := t.TempDir()
+	seed := uint64(1000)
+	file := func() string {
+		seed++
+		p := filepath.Join(dir, fmt.Sprintf("f%d.bin", seed))
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := rand.New(rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8)}))
+		buf := make([]byte, 1<<20)
+		for range mib {
+			for i := range buf {
+				buf[i] = byte(r.Uint32())
+			}
+			f.Write(buf)
+		}
+		f.Close()
+		return p
+	}
+	pinnedEverywhere := func(root string) error {
+		st := clusterStatus(t, c, root)
+		if len(st) != 3 {
+			return fmt.Errorf("status %v", st)
+		}
+		for id, s := range st {
+			if s != "pinned" {
+				return fmt.Errorf("%s on %s", s, id)
+			}
+		}
+		return nil
+	}
+	add := func(api, path string) time.Duration {
+		start := time.Now()
+		out := clustertest.Ctl(t, api, "add", "-Q", path)
+		root := strings.TrimSpace(string(out))
+		clustertest.WaitFor(t, "the add to be pinned on every peer", func() error { return pinnedEverywhere(root) })
+		return time.Since(start)
+	}
+	mbps := func(d time.Duration, files int) float64 {
+		return float64(files*mib) * (1 << 20) / 1e6 / d.Seconds()
+	}
+	for round := range rounds {
+		a, b := file(), file()
+		ti := add(fa.url, a)
+		tc := add(c.Peers[0].URL(), b)
+		t.Logf("round %d, %d MiB to 3 peers: ingestd %.1f MB/s (%v), cluster /add %.1f MB/s (%v): %.2fx",
+			round, mib, mbps(ti, 1), ti.Round(time.Millisecond), mbps(tc, 1), tc.Round(time.Millisecond), tc.Seconds()/ti.Seconds())
+		os.Remove(a)
+		os.Remove(b)
+	}
+	// Two ingestd instances, two files at once.
+	a, b := file(), file()
+	start := time.Now()
+	var wg sync.WaitGroup
+	wg.Go(func() { add(fa.url, a) })
+	wg.Go(func() { add(fb.url, b) })
+	wg.Wait()
+	both := time.Since(start)
+	a2, b2 := file(), file()
+	start = time.Now()
+	wg.Go(func() { add(c.Peers[0].URL(), a2) })
+	wg.Go(func() { add(c.Peers[1].URL(), b2) })
+	wg.Wait()
+	bothCluster := time.Since(start)
+	t.Logf("two files of %d MiB at once: two ingestd %.1f MB/s (%v), two cluster peers' /add %.1f MB/s (%v): %.2fx",
+		mib, mbps(both, 2), both.Round(time.Millisecond), mbps(bothCluster, 2), bothCluster.Round(time.Millisecond), bothCluster.Seconds()/both.Seconds())
 }
