@@ -79,17 +79,19 @@ func parseLoc(b []byte) (loc, bool) {
 func (l loc) end() uint64 { return l.off + uint64(l.n) }
 
 // blockLog holds block data in append-only segment files, <dir>/<id>.log:
-// a block is written once, with one write(2) into the page cache, instead of
-// pebble's WAL write, memtable copy and blob-file flush.
+// a block is written once, copied into a write buffer that goes to the
+// disk with O_DIRECT (direct.go), or with one write(2) into the page cache
+// where the file system refuses O_DIRECT. Segments are deleted whole, by
+// compaction (compact.go), and never written again once sealed.
 //
 // Durability: sync fsyncs every segment written since the last sync, then
 // records the watermark (current segment, size) in pebble; the caller then
 // fsyncs pebble's WAL. open forgets everything past the watermark: later
-// segment files are removed and the watermark's segment is frozen at its
-// size, so an index entry that points past it (written, never synced) reads
-// as absent. Segment ids are never reused (keyNextSegment is fsynced before
-// a segment is created), so such an entry can never come to point at other
-// data.
+// segment files are removed and the watermark's segment is cut to its
+// size and frozen, so an index entry that points past it (written, never
+// synced) reads as absent. Segment ids are never reused (keyNextSegment is
+// fsynced before a segment is created), so such an entry can never come to
+// point at other data.
 //
 // Locking (LOCKS.md): writing is held for reading by every append while it
 // reserves and writes its range, and for writing by sync only while it

@@ -7,13 +7,19 @@
 //     <dir>/blocks/<id>.log, up to 1 GiB each (blocklog.go). A block is
 //     written once: copied into a 4 MiB aligned buffer that one writer
 //     goroutine writes with O_DIRECT (direct.go), or, where the file
-//     system refuses O_DIRECT, with one write into the page cache.
+//     system refuses O_DIRECT, with one write into the page cache. A
+//     segment is never written again once the log has moved to the next
+//     one (sealed); it is deleted whole when compaction has copied its live
+//     blocks away (compact.go).
 //   - A pebble database (through go-ds-pebble) in <dir> holds the index,
 //     /blocks/<base32 multihash> (boxo's blockstore key) → segment, offset,
-//     length (16 bytes), so a CIDv0 and a CIDv1 of one hash share one
-//     block; the log's own state under /blocklog; and everything else (the
-//     pinset, see package pinner) under /meta, exposed by Datastore(),
-//     which cannot see or overwrite blocks.
+//     length and the CRC-32C of the data (20 bytes; entries written before
+//     the CRC existed have 16 and are checked by re-hashing), so a CIDv0
+//     and a CIDv1 of one hash share one block; the log's own state under
+//     /blocklog (next segment id, watermark, clean-shutdown marker, live
+//     bytes per sealed segment); and everything else (the pinset, see
+//     package pinner) under /meta, exposed by Datastore(), which cannot see
+//     or overwrite blocks.
 //
 // Why not blocks inside pebble: it was the first design, and it capped
 // adds at 470–760 MB/s on the development VM (BenchmarkPut) with pebble's
@@ -34,59 +40,136 @@
 //
 // # Durability
 //
-// Put does not fsync. Sync fsyncs every segment written since the last
-// Sync, records the log's watermark (segment, size) in pebble and fsyncs
-// pebble's WAL, which makes every Put (and every Datastore write) that
-// returned before Sync durable. An add calls Put for each block and Sync
-// once, before it is acknowledged. With direct I/O, Sync first writes the
-// partial buffer (padded to a page; the next write rewrites that page) and
-// waits for the writer, also with NoSync, since data in a buffer would not
-// survive even a process crash. With buffered writes, appends start the
-// write-back of every 8 MiB (sync_file_range), so the disk works during the
-// upload instead of after it.
+// Put does not fsync. Sync writes out the write buffers (the partial one
+// padded to a page; the next write rewrites that page), fsyncs every
+// segment written since the last Sync, records the log's watermark
+// (segment, size) in pebble and fsyncs pebble's WAL, which makes every Put
+// (and every Datastore write) that returned before Sync durable. An add
+// calls Put for each block and Sync once, before it is acknowledged. With
+// buffered writes, appends start the write-back of every 8 MiB
+// (sync_file_range), so the disk works during the upload instead of after
+// it.
+//
+// With Options.NoSync (ingestd's --no-fsync), Sync does all of that but
+// fsync the segments: the blocks sit in the device's cache or the page
+// cache, which survives a crash of the process (kill -9), not of the
+// machine, as kubo's default flatfs (sync: false). The WAL is still
+// fsynced, because pebble keeps a write without pebble.Sync in the
+// process's memory, not the page cache, until a 32 KiB WAL block fills: a
+// kill -9 right after Sync would otherwise lose the watermark and with it
+// the add (TestDirectPowerLoss has that case). After a power loss under
+// NoSync, blocks of the last adds may be lost; they read as absent, and
+// Verify reports them missing.
 //
 // Open forgets everything past the watermark: later segment files are
-// removed and the watermark's segment is frozen at its size, so an index
-// entry written but never synced before a crash (pebble may flush it before
-// the data) reads as absent; segment ids are fsynced before use and never
-// reused, so such an entry can never come to point at other data. Open
-// starts a new segment.
+// removed, and the watermark's segment is cut to its size (a torn last
+// record goes with it) and frozen. Segment ids are fsynced before use and
+// never reused, so an index entry written but never synced before a crash
+// (pebble may keep the entry and lose the data) can never come to point at
+// other data; it reads as absent, and after a crash (Close records a clean
+// marker; its absence at Open means one) Open deletes such entries, so
+// that the index again describes the log: an index entry whose data is not
+// there is then always data lost after it was acknowledged (a disk that
+// lied about an fsync, a file cut by hand), which Verify reports as
+// missing. Open starts a new segment.
 //
-// With Options.NoSync, Sync records the watermark without any fsync: data
-// sits in the device's cache or the page cache and the WAL in the page
-// cache, which survives a crash of the process (kill -9) but not of the
-// machine, as kubo's default flatfs (sync: false).
+// # Verification
 //
-// Tests: TestKill9 SIGKILLs a child in the middle of unsynced Puts and
-// checks everything put before its Sync after reopening; TestMachineCrash
-// runs on pebble's crash-simulating vfs and reopens a clone holding only
-// fsynced data (power loss; it fails if Sync does not fsync, and its control
-// case shows the simulation drops unsynced data); TestUnsyncedForgotten
-// makes an index entry durable without its data and checks it reads as
-// absent, before and after new Puts; TestBlocksReadBackAtEveryStage reads
-// blocks back from the write buffers, after mid-page Syncs, across
-// buffers and segments and after reopening. TestMachineCrash runs the
-// buffered path (pebble's FS has no O_DIRECT); the others run the direct
-// one on the test machine's disk.
+// Every block read is checked before it is returned: Get computes the
+// CRC-32C of the bytes read (in hardware; about 8% of the read of a 256
+// KiB block from the page cache, where re-hashing it with SHA-256 costs
+// about 190%: BenchmarkReadCheck, BENCHMARKS.md) and compares it with the
+// index entry's. A block that fails is never served: Get returns an error
+// matching ErrCorrupt that names the CID, the segment and the offset.
+// Compaction checks every block it copies the same way, and leaves a
+// segment holding a corrupt block where it is. Verify reads every indexed
+// block and re-hashes it with its multihash (the CID is the checksum: it
+// also catches a block stored under a hash that is not its own, which Put
+// does not check, trusting the ingest paths that hash), reporting corrupt
+// and missing blocks with their locations; `ingestd verify` runs it on a
+// stopped daemon's store and also walks every pin's DAG.
+//
+// # Garbage collection and compaction
+//
+// Collect (gc.go) marks the blocks the caller's roots reach, drops the
+// index entries of all others in one synced batch, and records in that
+// batch the live bytes of every sealed segment. It then compacts every
+// sealed segment at most Options.CompactThreshold live (half, by default):
+// its live blocks are copied to the end of the log, made durable, the
+// index entries pointed at the copies in one synced batch, and the file
+// deleted once no read that found the old place is still in flight.
+// compact.go says why each step is crash-safe and why compaction runs
+// while adds run without Hold. A compaction a crash interrupted is
+// finished by the next Compact or Collect; a segment whose entries all
+// moved before the crash is deleted by Open.
 //
 // # Pebble tuning
 //
-// Index entries are small; the options in pebbleOptions were chosen when
-// blocks lived in pebble and still fit: 64 MiB memtables, bloom filters on
-// every level (Put looks a block up before writing it, and nearly always
-// misses), WAL bytes-per-sync 1 MiB, value separation for values of 1 KiB
-// and more (pin records stay inline).
+// The options in pebbleOptions were chosen, and measured, when blocks
+// lived in pebble, and still fit an index of small entries: memtables of
+// up to 64 MiB (pebble starts at 256 KiB and doubles; an index entry takes
+// about 120 bytes there, so flushes are rare), 64 MiB tables at L0, bloom
+// filters on every level (Put looks a block up before writing it, and
+// nearly always misses), WAL bytes-per-sync 1 MiB, a 64 MiB block cache.
+// Value separation, which kept blocks out of compactions, was dropped: no
+// index entry comes near its 1 KiB minimum. None of it has been measured
+// for the index alone.
+//
+// # Tests
+//
+// Tests that need O_DIRECT run in a directory that takes it (directDir:
+// os.TempDir, else <module root>/.cache/tmp); without one they skip, and
+// fail when CI=true or INGESTD_REQUIRE_KUBO is set, so that they cannot
+// silently stop running.
+//
+//   - TestKill9 SIGKILLs a child in the middle of unsynced Puts and checks
+//     everything put before its Sync after reopening.
+//   - TestMachineCrash runs on pebble's crash-simulating vfs and reopens a
+//     clone holding only fsynced data (power loss, buffered path; it fails
+//     if Sync does not fsync, and its control case shows the simulation
+//     drops unsynced data); TestUnsyncedForgotten makes an index entry
+//     durable without its data and checks it reads as absent.
+//   - TestDirectPowerLoss does the same for the O_DIRECT path: a child
+//     records each segment's size at each fsync and SIGKILLs itself; the
+//     parent cuts every segment back to its last fsynced size (pebble
+//     keeps everything, the worst case for the log), or tears the last
+//     record, or the last acknowledged one, or flips a byte, then checks
+//     that the store opens, that every acknowledged block reads back
+//     except the damaged one, which is never served, and that Verify finds
+//     exactly the damage. It has a NoSync control case and a NoSync kill
+//     right after Sync.
+//   - TestCompactionCrash kills a child at each step of a compaction, with
+//     and without losing unsynced log data, and checks every live block,
+//     that the compacted segment is gone after Open or the next Compact,
+//     and that no space stays stranded after the next Collect.
+//   - TestCompactWhileAdding races adds under Hold, unpins, Collects,
+//     Compacts and Gets (run with -race in CI); TestGetDuringCompaction
+//     holds a Get between finding a block and reading it while the
+//     compaction moves it.
+//   - TestGetCorrupt, TestGetLegacyEntry, TestCompactCorrupt and
+//     TestVerify damage blocks and check they are reported, not served.
+//   - TestBlocksReadBackAtEveryStage reads blocks back from the write
+//     buffers, after mid-page Syncs, across buffers and segments and after
+//     reopening.
 //
 // # Limits
 //
-//   - One process per directory (pebble's LOCK file).
-//   - Memory: pebble's memtables (up to 4 × 64 MiB, index entries only now)
-//     and a 64 MiB block cache; the log keeps one open file per segment
-//     read.
+//   - One process per directory (pebble's LOCK file): `ingestd verify`
+//     needs the daemon stopped.
+//   - Memory: pebble's memtables (see above) and a 64 MiB block cache;
+//     the log keeps one open file per segment read; Collect, the set of
+//     marked multihashes (about 80 bytes per live block); compaction, the
+//     index entries of the segment it compacts and two 8 MiB read buffers.
 //   - Put writes data to the log and keeps no reference to it (Store is an
-//     ingest.CopyingSink).
+//     ingest.CopyingSink). Put does not check that data hashes to the CID.
 //   - No method may run concurrently with Close.
-//   - Deleting blocks (GC) is not implemented: segments only grow.
+//   - Collect and compaction read the whole index (a scan per compacted
+//     segment); space is reclaimed per sealed segment, so up to 1 GiB of
+//     the current segment and the threshold's share of every sealed one
+//     may be dead at any time.
+//   - A segment holding a corrupt live block is never compacted, and a
+//     corrupt block is never repaired: Put of the same block finds it
+//     indexed and writes nothing.
 //   - Identity-hash CIDs are never stored; Has and Get answer them from the
 //     CID itself.
 package localstore

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -23,24 +22,25 @@ import (
 	mh "github.com/multiformats/go-multihash"
 )
 
-// Pebble tuning. Blocks are 256 KiB–1 MiB values under short random keys
-// (hashes), written once, read by key, rarely deleted. The settings below
-// are chosen for that shape and measured with BenchmarkPut; doc.go has the
-// numbers.
+// Pebble tuning. Pebble holds the block index (a 20-byte value per block
+// under a ~60-byte key: a random hash, written once, read on every Put and
+// Get, deleted by Collect), the log's state and the pin records. These
+// settings were chosen when blocks lived in pebble and measured then with
+// BenchmarkPut; they are kept because they still fit the index and are not
+// re-measured for it (doc.go).
 const (
-	// memTableSize is the size of one memtable. At pebble's 4 MiB default a
-	// memtable holds 4–16 blocks, so every few megabytes of upload rotate
-	// the WAL and flush a tiny sstable.
+	// memTableSize is the size of one memtable. Pebble starts at 256 KiB
+	// and doubles it at each rotation up to this; an index entry takes
+	// about 120 bytes in a memtable, so 64 MiB holds the entries of about
+	// 130 GiB of 256 KiB blocks, and flushes are rare.
 	memTableSize = 64 << 20
 
 	// memTableStopWritesThreshold is how many memtables may be queued for
-	// flushing before Puts stall: at most 4 × 64 MiB = 256 MiB of
-	// unflushed blocks in memory.
+	// flushing before writes stall.
 	memTableStopWritesThreshold = 4
 
-	// l0TargetFileSize is the target size of flushed tables, blob files
-	// included. With pebble's 2 MiB default a 64 MiB flush is cut into ~30
-	// tables, each with its own 2–3 MiB blob file (5,000 files per 16 GiB).
+	// l0TargetFileSize is the target size of flushed tables: a memtable
+	// flushes to one table instead of pebble's 2 MiB pieces.
 	l0TargetFileSize = 64 << 20
 
 	// walBytesPerSync starts background write-back of the WAL every 1 MiB
@@ -48,24 +48,9 @@ const (
 	// dirty data left.
 	walBytesPerSync = 1 << 20
 
-	// cacheSize is pebble's block cache. Blocks are read back rarely (car
-	// export, gateway); the cache mostly serves index and filter blocks.
+	// cacheSize is pebble's block cache: index and filter blocks, and the
+	// data blocks of the index entries looked up.
 	cacheSize = 64 << 20
-
-	// minSeparatedValueSize: values at least this large are written to blob
-	// files at flush and, below, never rewritten by compactions (value
-	// separation): every block is far above it, pin records stay inline.
-	minSeparatedValueSize = 1 << 10
-
-	// maxBlobReferenceDepth is how many overlapping blob files a table may
-	// reference before a compaction rewrites its values. Hash keys are
-	// random, so every flushed blob file overlaps the whole key space and
-	// the depth grows by about one per flush: at 10 (pebble's benchmark
-	// tool) nearly every value was rewritten once within 4 GiB of Puts, at
-	// 100 a quarter of 16 GiB. The limit exists for the locality of value
-	// scans, which we never do, so it is set high enough (1000 × 64 MiB of
-	// flushes ≈ 64 GiB) to make rewrites rare.
-	maxBlobReferenceDepth = 1000
 )
 
 // ErrNotFound is returned (wrapped) by Get when the block is not stored.
@@ -257,8 +242,7 @@ func (s *Store) FreeSpace() (uint64, error) {
 // pebbleOptions returns the pebble settings; see the constants above.
 func pebbleOptions() *pebble.Options {
 	o := &pebble.Options{
-		// An explicit format: the default is the oldest supported one, and
-		// value separation needs FormatValueSeparation.
+		// An explicit format: the default is the oldest supported one.
 		FormatMajorVersion:          pebble.FormatNewest,
 		MemTableSize:                memTableSize,
 		MemTableStopWritesThreshold: memTableStopWritesThreshold,
@@ -266,15 +250,6 @@ func pebbleOptions() *pebble.Options {
 		CacheSize:                   cacheSize,
 		// Two cores: one compaction normally, a second one when L0 backs up.
 		CompactionConcurrencyRange: func() (int, int) { return 1, 2 },
-	}
-	o.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
-		return pebble.ValueSeparationPolicy{
-			Enabled:               true,
-			MinimumSize:           minSeparatedValueSize,
-			MaxBlobReferenceDepth: maxBlobReferenceDepth,
-			RewriteMinimumAge:     5 * time.Minute,
-			TargetGarbageRatio:    0.2,
-		}
 	}
 	o.TargetFileSizes[0] = l0TargetFileSize
 	for i := range o.Levels {
@@ -350,7 +325,8 @@ func (s *Store) CopiesData() {}
 // several goroutines (the block log reserves each block's extent under its
 // lock and writes outside it; pebble takes concurrent sets). Two Puts of
 // one new block at once may both write it; the index keeps one, and the
-// other copy is dead space in the log.
+// other copy is dead space, which the next Collect counts and compaction
+// reclaims.
 func (s *Store) ConcurrentPuts() {}
 
 // Has reports whether the block is stored. It is true for every
