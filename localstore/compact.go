@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"sync"
 	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -261,12 +262,14 @@ func (s *Store) copyForward(seg uint32, moves []move) (int64, error) {
 		readAt = f.ReadAt
 	}
 	stop := make(chan struct{})
+	var reader sync.WaitGroup
+	defer reader.Wait() // before the file closes
 	defer close(stop)
 	free := make(chan []byte, 2)
 	free <- nil
 	free <- nil
 	ready := make(chan readRun)
-	go func() { // reads runs ahead of the appends; ends at stop
+	reader.Go(func() { // reads runs ahead of the appends; ends at stop
 		for lo := 0; lo < len(moves); {
 			start, end, hi := moves[lo].from.off, moves[lo].from.end(), lo+1
 			for ; hi < len(moves); hi++ {
@@ -303,7 +306,7 @@ func (s *Store) copyForward(seg uint32, moves []move) (int64, error) {
 			}
 			lo = hi
 		}
-	}()
+	})
 	var copied int64
 	for done := 0; done < len(moves); {
 		r := <-ready

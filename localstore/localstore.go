@@ -63,11 +63,12 @@ var ErrClosed = errors.New("localstore: store closed")
 
 // Options configures Open. The zero value is the production setting.
 type Options struct {
-	// NoSync makes Sync (and Close) record the log's watermark without
-	// fsyncing anything: acknowledged blocks survive a crash of the process
-	// (kill -9), not of the machine, as with kubo's default flatfs
-	// (sync: false). ingestd's --no-fsync sets it. Compaction fsyncs
-	// regardless, because it deletes data that was durable. Default false.
+	// NoSync makes Sync (and Close) skip the fsync of the block log's
+	// segments (pebble's WAL is still fsynced, see doc.go): acknowledged
+	// blocks survive a crash of the process (kill -9), not of the machine,
+	// as with kubo's default flatfs (sync: false). ingestd's --no-fsync
+	// sets it. Compaction fsyncs regardless, because it deletes data that
+	// was durable. Default false.
 	NoSync bool
 
 	// CompactThreshold is the live fraction at or below which a sealed
