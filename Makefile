@@ -57,7 +57,7 @@ clients:
 .PHONY: cluster-test
 cluster-test:
 	bash .ci/netns-test.sh ./internal/clustertest -count=1
-	bash .ci/netns-test.sh ./restapi -run '^TestClusterFront$$' -count=1
+	bash .ci/netns-test.sh ./restapi -run '^TestClusterFront' -count=1
 
 # The numbers in BENCHMARKS.md; see that file for what each one compares.
 bench:

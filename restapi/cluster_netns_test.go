@@ -28,8 +28,20 @@ import (
 // inside a loopback-only network namespace: make cluster-test, or
 // bash .ci/netns-test.sh ./restapi -run Cluster.
 
-// realFront starts an ingestd in front of cluster peer i.
+// realFront starts an ingestd in front of cluster peer i, told where each
+// peer's kubo API is.
 func realFront(t *testing.T, c *clustertest.Cluster, i int) *testServer {
+	t.Helper()
+	kubo := map[string]string{}
+	for _, p := range c.Peers {
+		kubo[p.ID] = p.Kubo.URL()
+	}
+	return frontWith(t, c, i, kubo)
+}
+
+// frontWith starts an ingestd in front of cluster peer i with the given
+// kubo overrides.
+func frontWith(t *testing.T, c *clustertest.Cluster, i int, kubo map[string]string) *testServer {
 	t.Helper()
 	cl, err := clusterapi.New(clusterapi.Config{URL: c.Peers[i].URL()})
 	if err != nil {
@@ -43,10 +55,6 @@ func realFront(t *testing.T, c *clustertest.Cluster, i int) *testServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(f.Stop)
-	kubo := map[string]string{}
-	for _, p := range c.Peers {
-		kubo[p.ID] = p.Kubo.URL()
-	}
 	return startServer(t, func(cfg *Config) {
 		cfg.Fanout = f
 		cfg.Cluster = &ClusterConfig{Client: cl, Kubo: kubo, SyncInterval: 200 * time.Millisecond}
@@ -297,6 +305,34 @@ func canon(v any) any {
 		return keys
 	}
 	return v
+}
+
+// TestClusterFrontDefaultKubo: without overrides, ingestd finds each
+// peer's kubo API on the host of the peer's IPFS addresses, port 5001 (each
+// peer on its own loopback address, as on machines of their own).
+func TestClusterFrontDefaultKubo(t *testing.T) {
+	c := clustertest.Start(t, 3, clustertest.DistinctHosts())
+	front := frontWith(t, c, 0, nil)
+	data := randBytes(1<<20+5, 81)
+	ct, b := body(part{name: "d.bin", body: data})
+	r := post(t, front, "replication-min=3&replication-max=3", ct, b)
+	if r.status != 200 || r.trailer != "" || len(r.outputs) == 0 {
+		t.Fatalf("add: %d %q %s", r.status, r.trailer, r.raw)
+	}
+	root := r.outputs[len(r.outputs)-1]["cid"].(string)
+	for i := range c.Peers {
+		if blocks, _ := has(t, c.Peers[i].Kubo, root); !blocks {
+			t.Fatalf("peer %d's kubo, found at its default address, lacks the blocks", i)
+		}
+	}
+	clustertest.WaitFor(t, "the add to be pinned on every peer", func() error {
+		for id, s := range clusterStatus(t, c, root) {
+			if s != "pinned" {
+				return fmt.Errorf("%s on %s", s, id)
+			}
+		}
+		return nil
+	})
 }
 
 // TestClusterAddBenchmark measures, on one 3-peer cluster in one run, the
