@@ -17,9 +17,9 @@ import (
 )
 
 // genReader produces n bytes of distinct, incompressible-looking data
-// cheaply: a 4 MiB random buffer whose first 8 bytes of every MiB are
-// overwritten with a counter, so no two chunks are equal and the client
-// spends its time copying, not generating.
+// cheaply: a 4 MiB random buffer whose first 8 bytes of every 256 KiB (the
+// default chunk) are overwritten with a counter, so no two chunks are
+// equal and the client spends its time copying, not generating.
 type genReader struct {
 	buf  []byte
 	left int64
@@ -43,14 +43,14 @@ func (g *genReader) Read(p []byte) (int, error) {
 	if g.off == len(g.buf) {
 		g.off = 0
 	}
-	if g.off%(1<<20) == 0 {
+	if g.off%(256<<10) == 0 {
 		g.ctr++
 		for j := 0; j < 8; j++ {
 			g.buf[g.off+j] = byte(g.ctr >> (8 * j))
 		}
 	}
 	end := g.off + len(p)
-	if next := (g.off/(1<<20) + 1) << 20; end > next {
+	if next := (g.off/(256<<10) + 1) * (256 << 10); end > next {
 		end = next
 	}
 	if int64(end-g.off) > g.left {
@@ -70,7 +70,7 @@ func startBinary(b *testing.B) (string, int) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/ingestd").CombinedOutput(); err != nil {
 		b.Fatalf("build: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "--data", b.TempDir(), "--listen", "127.0.0.1:0")
+	cmd := exec.Command(bin, "--data", b.TempDir(), "--listen", "127.0.0.1:0", "--gateway", "off")
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -81,7 +81,10 @@ func startBinary(b *testing.B) (string, int) {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			if m := listenRe.FindStringSubmatch(sc.Text()); m != nil {
-				found <- m[1]
+				select {
+				case found <- m[1]: // the first address logged is the API's
+				default:
+				}
 			}
 		}
 	}()
@@ -149,8 +152,72 @@ func BenchmarkAddMemory(b *testing.B) {
 						b.Fatalf("add: %d %q %q", resp.StatusCode, out, resp.Trailer.Get("X-Stream-Error"))
 					}
 				}
-				b.ReportMetric(float64(peakRSS(b, pid))/(1<<20), "peak-RSS-MiB")
+				rss := peakRSS(b, pid)
+				b.ReportMetric(float64(rss)/(1<<20), "peak-RSS-MiB")
+				if rss > maxRSS {
+					b.Fatalf("peak RSS %d MiB is over the %d MiB budget", rss>>20, maxRSS>>20)
+				}
 			})
 		}
+	}
+}
+
+// maxRSS is the memory budget of one ingestd process, whatever it adds
+// (issue 10): adds stream, so memory must not grow with their size or
+// number beyond the admission limit.
+const maxRSS = 128 << 20
+
+// BenchmarkConcurrentAddMemory runs INGESTD_MEM_CONCURRENT (default 16)
+// adds of distinct INGESTD_MEM_CONCURRENT_MIB (default 256) MiB files at
+// once against a fresh ingestd and fails if its peak RSS goes over
+// maxRSS.
+func BenchmarkConcurrentAddMemory(b *testing.B) {
+	n, mib := 16, 256
+	if v, _ := strconv.Atoi(os.Getenv("INGESTD_MEM_CONCURRENT")); v > 0 {
+		n = v
+	}
+	if v, _ := strconv.Atoi(os.Getenv("INGESTD_MEM_CONCURRENT_MIB")); v > 0 {
+		mib = v
+	}
+	url, pid := startBinary(b)
+	size := int64(mib) << 20
+	b.SetBytes(size * int64(n))
+	round := uint64(0)
+	for b.Loop() {
+		errs := make(chan error, n)
+		for i := range n {
+			round++
+			seed := round
+			go func() {
+				g := newGenReader(size)
+				g.ctr = seed << 32 // distinct content per add: nothing deduplicated
+				head := "--" + boundary + "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+				tail := "\r\n--" + boundary + "--\r\n"
+				req, _ := http.NewRequest("POST", url+"/add", io.MultiReader(stringsReader(head), g, stringsReader(tail)))
+				req.Header.Set("Content-Type", "multipart/form-data; boundary="+boundary)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				out, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || resp.Trailer.Get("X-Stream-Error") != "" || !strings.Contains(string(out), `"name":"f"`) {
+					errs <- fmt.Errorf("add %d: %d %q %q", i, resp.StatusCode, out, resp.Trailer.Get("X-Stream-Error"))
+					return
+				}
+				errs <- nil
+			}()
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	rss := peakRSS(b, pid)
+	b.ReportMetric(float64(rss)/(1<<20), "peak-RSS-MiB")
+	if rss > maxRSS {
+		b.Fatalf("peak RSS %d MiB with %d adds of %d MiB at once is over the %d MiB budget", rss>>20, n, mib, maxRSS>>20)
 	}
 }
