@@ -100,18 +100,6 @@ func moduleRoot() (string, error) {
 	}
 }
 
-// openDirectTest opens a store in a new directory that takes O_DIRECT and
-// fails unless the log writes with it.
-func openDirectTest(t *testing.T) (*Store, string) {
-	t.Helper()
-	dir := directDir(t)
-	s := openTest(t, dir)
-	if s.log.direct == nil {
-		t.Fatalf("the block log in %s does not write with O_DIRECT", dir)
-	}
-	return s, dir
-}
-
 // staleEntries counts index entries that point outside the log.
 func staleEntries(t *testing.T, s *Store) int {
 	t.Helper()
