@@ -214,7 +214,7 @@ func (s *Store) compactSegment(seg uint32, size uint64, st *CompactStats) error 
 // with it (no page cache to fill and evict), while the blocks of the
 // previous run are appended. On the development VM, one buffered 256 KiB
 // read per block, in turn with the appends, copied at 186 MB/s, runs with
-// O_DIRECT at about 250–300 (BenchmarkGC). Reading through dead gaps of
+// O_DIRECT at 250–325 (BenchmarkGC, 1 and 10 GiB stores). Reading through dead gaps of
 // up to 1 MiB was not faster alone, and left adds running meanwhile 15% of
 // their rate, against 70% without (one run each, 10 GiB store, a loaded
 // machine: the reads of dead bytes take the disk from the adds), so gaps
