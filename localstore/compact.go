@@ -129,6 +129,9 @@ func (s *Store) compact(ctx context.Context) (CompactStats, error) {
 		if err := ctx.Err(); err != nil {
 			return st, fmt.Errorf("cannot compact: %w", err)
 		}
+		if s.closed.Load() {
+			return st, ErrClosed
+		}
 		err := s.compactSegment(seg, sealed[seg], &st)
 		if errors.Is(err, ErrCorrupt) {
 			corrupt = append(corrupt, err)
@@ -312,6 +315,9 @@ func (s *Store) copyForward(seg uint32, moves []move) (int64, error) {
 		r := <-ready
 		if r.err != nil {
 			return copied, r.err
+		}
+		if s.closed.Load() { // Close waits for this compaction
+			return copied, ErrClosed
 		}
 		base := moves[r.lo].from.off
 		for i := r.lo; i < r.hi; i++ {

@@ -476,3 +476,48 @@ func TestGetDuringCompaction(t *testing.T) {
 	getHook, compactHook = nil, nil
 	checkBlock(t, s, target.c, target.data)
 }
+
+// TestCloseDuringCompaction: Close during a compaction waits for it, and
+// the compaction stops at its next run without changing the index; after
+// reopening every live block is there and the segment is compacted then.
+func TestCloseDuringCompaction(t *testing.T) {
+	smallSegments(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := putSegments(t, s, 0, 11)
+	live := []stored{blocks[0], blocks[2], blocks[4]} // three runs: dead gaps between them
+	closed := make(chan error, 1)
+	compactHook = func(step string) {
+		if step == "copying" {
+			go func() { closed <- s.Close() }()
+			for !s.closed.Load() {
+				runtime.Gosched()
+			}
+		}
+	}
+	t.Cleanup(func() { compactHook = nil })
+	if _, err := s.Collect(ctx, rawRoots(live), car.Links); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Collect closed while compacting: %v; want ErrClosed", err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	compactHook = nil
+	s = openTest(t, dir)
+	for _, b := range live {
+		checkBlock(t, s, b.c, b.data)
+	}
+	if !slices.Contains(segmentsOf(t, s), 1) {
+		t.Fatal("segment 1 deleted by an interrupted compaction")
+	}
+	if st, err := s.Compact(ctx); err != nil || st.Segments != 1 {
+		t.Fatalf("Compact after reopening: %+v, %v; want segment 1 compacted", st, err)
+	}
+	for _, b := range live {
+		checkBlock(t, s, b.c, b.data)
+	}
+}

@@ -3,6 +3,7 @@ package localstore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -50,7 +51,11 @@ type LinksFunc func(c cid.Cid, data []byte) ([]cid.Cid, error)
 // returns the removed blocks as CIDv1 raw of their multihash, as kubo's
 // repo/gc reports them (the index is keyed by multihash). A block a root
 // names but the store lacks is skipped: that pin is incomplete, not a
-// reason to stop.
+// reason to stop. A block it cannot read for another reason (ErrCorrupt,
+// an I/O error) stops the collection before anything is removed: what the
+// block links to cannot be known. A block whose links cannot be decoded
+// (ErrUnsupportedCodec, ErrMalformed from LinksFunc) is kept, and nothing
+// below it: the same choice as for a missing block.
 //
 // The mark and the sweep run alone: they wait for running Holds and keep
 // new ones waiting until the sweep is done (see Hold). The compaction that
@@ -112,8 +117,13 @@ func (s *Store) markAndSweep(ctx context.Context, roots func(yield func(Root) er
 				continue
 			}
 			data, err := s.Get(ctx, c)
-			if err != nil {
+			if errors.Is(err, ErrNotFound) {
 				continue // missing: the pin is incomplete
+			}
+			if err != nil {
+				// Corrupt, unreadable, or the store closing: what it links
+				// to cannot be known, and sweeping now could remove it.
+				return fmt.Errorf("cannot read block %s: %w", c, err)
 			}
 			ls, err := links(c, data)
 			if err != nil {

@@ -160,3 +160,31 @@ func TestCollectWaitsForHolds(t *testing.T) {
 		t.Fatalf("a block of a running add was collected: removed %v", removed)
 	}
 }
+
+// TestCollectStopsOnCorrupt: a block reached from a root that cannot be
+// read (here corrupt) stops the collection before anything is removed:
+// what it links to cannot be known.
+func TestCollectStopsOnCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	child, garbage := put(t, s, 1), put(t, s, 2)
+	root := dagNode(t, s, child)
+	// 8 KiB after it, pinned too: the page the log keeps in memory after
+	// Sync holds none of the root.
+	filler, fillerData := testBlock(t, 3, 8<<10)
+	if err := s.Put(t.Context(), filler, fillerData); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	at := where(t, s, root)
+	flipByte(t, dir, at.seg, at.off+uint64(at.n)/2)
+	removed, err := s.Collect(t.Context(), rootsOf(Root{root, true}, Root{filler, true}), car.Links)
+	if !errors.Is(err, ErrCorrupt) || len(removed) != 0 {
+		t.Fatalf("Collect over a corrupt root: removed %v, %v; want nothing, ErrCorrupt", removed, err)
+	}
+	if !present(t, s, child) || !present(t, s, garbage) {
+		t.Fatal("Collect removed blocks although it could not read a root")
+	}
+}

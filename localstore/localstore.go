@@ -459,12 +459,18 @@ func (s *Store) sync(ctx context.Context, noFsync bool) error {
 // are not fsynced until then.
 func (s *Store) Datastore() datastore.Batching { return s.meta }
 
-// Close flushes the memtables and closes the database. Calling it again is a
-// no-op.
+// Close flushes the memtables and closes the database. A Collect or Compact
+// in progress stops at its next block or run (returning ErrClosed, having
+// changed nothing it had not finished) and Close waits for it. Calling
+// Close again is a no-op.
 func (s *Store) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	// A Collect or Compact in progress sees closed and stops at its next
+	// block or run, before it changes the index (compact.go).
+	s.compactMu.Lock()
+	defer s.compactMu.Unlock()
 	// What was put is kept: record the watermark (and fsync, unless NoSync)
 	// as Sync does. Whatever fails, everything is closed: the first error
 	// is returned, and the files, the writer and pebble's lock are released.
