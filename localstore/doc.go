@@ -93,7 +93,9 @@
 //
 // Collect (gc.go) marks the blocks the caller's roots reach, drops the
 // index entries of all others in one synced batch, and records in that
-// batch the live bytes of every sealed segment. It then compacts every
+// batch the live bytes of every sealed segment. A block the roots reach
+// that cannot be read (corrupt, an I/O error) stops it before it removes
+// anything: what that block links to cannot be known. It then compacts every
 // sealed segment at most Options.CompactThreshold live (half, by default):
 // its live blocks are copied to the end of the log, made durable, the
 // index entries pointed at the copies in one synced batch, and the file
@@ -146,8 +148,11 @@
 //     Compacts and Gets (run with -race in CI); TestGetDuringCompaction
 //     holds a Get between finding a block and reading it while the
 //     compaction moves it.
-//   - TestGetCorrupt, TestGetLegacyEntry, TestCompactCorrupt and
-//     TestVerify damage blocks and check they are reported, not served.
+//   - TestGetCorrupt, TestGetLegacyEntry, TestCompactCorrupt,
+//     TestCollectStopsOnCorrupt and TestVerify damage blocks and check
+//     they are reported, not served, and that nothing a damaged block
+//     links to is collected; TestCloseDuringCompaction closes the store
+//     in the middle of a compaction.
 //   - TestBlocksReadBackAtEveryStage reads blocks back from the write
 //     buffers, after mid-page Syncs, across buffers and segments and after
 //     reopening.
