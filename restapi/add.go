@@ -154,6 +154,24 @@ func (s *Server) handleAdd(ctx *fasthttp.RequestCtx) error {
 // maxDrain is how much of an upload is still read after the add failed.
 const maxDrain = 32 << 20
 
+// drainStall bounds how long a client that stopped sending may hold a
+// rejected add's drain.
+const drainStall = 5 * time.Second
+
+// drainUnread reads up to maxDrain of a request body that was not read,
+// for an add rejected before its upload: a client still sending when the
+// server closes would get a connection reset instead of the answer.
+func (s *Server) drainUnread(ctx *fasthttp.RequestCtx) {
+	r := ctx.RequestBodyStream()
+	if r == nil {
+		return
+	}
+	drainBody(&stallReader{ctx: s.baseCtx, r: r, conn: ctx.Conn(), timeout: drainStall})
+	if c := ctx.Conn(); c != nil {
+		_ = c.SetReadDeadline(time.Time{})
+	}
+}
+
 // drainBody reads what is left of a failed upload, up to maxDrain: the
 // response ends with Connection: close, and closing a socket with unread
 // data resets it, so a client still sending (most do not read before they

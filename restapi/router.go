@@ -99,7 +99,14 @@ func (s *Server) route(ctx *fasthttp.RequestCtx, method, p string) error {
 		if !is(post) {
 			return errMethod
 		}
-		return s.handleAdd(ctx)
+		err := s.handleAdd(ctx)
+		if err != nil {
+			// Answered before the upload was read (a bad option, no
+			// slot, no peers): read what the client is still sending,
+			// so that it gets this answer rather than a reset.
+			s.drainUnread(ctx)
+		}
+		return err
 	case p == "/peers":
 		switch {
 		case is(get):

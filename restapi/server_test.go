@@ -561,3 +561,17 @@ func TestAllocationsStream(t *testing.T) {
 		}
 	}
 }
+
+// TestRejectedAddIsAnsweredNotReset: an add refused before its upload is
+// read (a bad option) is answered with the 400 while the client is still
+// sending several MiB, not with a connection reset.
+func TestRejectedAddIsAnsweredNotReset(t *testing.T) {
+	ts := startServer(t)
+	ct, b := body(part{name: "f", body: randBytes(8<<20, 3)})
+	for i := range 5 {
+		r := post(t, ts, "chunker=bogus", ct, b)
+		if r.status != 400 || !strings.Contains(string(r.raw), "chunker") {
+			t.Fatalf("try %d: %d %s", i, r.status, r.raw)
+		}
+	}
+}
