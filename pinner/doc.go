@@ -22,7 +22,7 @@
 // "0001-01-01T00:00:00Z", CIDs as plain strings (the CID type). Pins are
 // keyed by CID string, so CIDv0 and CIDv1 of the same content are two pins,
 // as in IPFS Cluster. Put, Delete and PutBatch return once the change is
-// durable (synced, unless StoreOptions.NoSync). Get and Delete of a CID that
+// durable (synced, also with --no-fsync: see Store.sync). Get and Delete of a CID that
 // is not pinned return ErrNotFound unwrapped, whose text is exactly IPFS
 // Cluster's "pin is not part of the pinset". List streams in key order from
 // one pebble iterator, so listings never hold the pinset in memory.

@@ -173,8 +173,9 @@ func (p *Pinner) GC(ctx context.Context, local bool, collect func(context.Contex
 			})
 		}
 		if err != nil {
+			// Keys removed before the error are reported with it (the
+			// embedded store's compaction may fail after its sweep).
 			r.Error = err.Error()
-			r.Keys = []GCKey{}
 		}
 		g.PeerMap[t.ID] = r
 	}

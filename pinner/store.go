@@ -28,29 +28,24 @@ var pinsPrefix = datastore.NewKey("/pins")
 // (localstore's Datastore() in production). It keeps no state of its own
 // and is safe for concurrent use as far as the datastore is.
 type Store struct {
-	ds     datastore.Batching
-	noSync bool
+	ds datastore.Batching
 }
 
 // StoreOptions configures NewStore. The zero value is the production
-// setting.
-type StoreOptions struct {
-	// NoSync skips the sync after each change (ingestd's --no-fsync): a
-	// change is then durable against a crash of the process, not of the
-	// machine. Default false.
-	NoSync bool
-}
+// setting, and the only one: there is no option to skip the sync (see
+// sync).
+type StoreOptions struct{}
 
 // NewStore returns a Store keeping pins in ds under /pins.
-func NewStore(ds datastore.Batching, opts StoreOptions) *Store {
-	return &Store{ds: ds, noSync: opts.NoSync}
+func NewStore(ds datastore.Batching, _ StoreOptions) *Store {
+	return &Store{ds: ds}
 }
 
-// sync makes the changes so far durable, unless NoSync.
+// sync makes the changes so far durable. It runs also with ingestd's
+// --no-fsync: pebble keeps unsynced WAL writes in the process's memory
+// until a 32 KiB block fills, so without it a kill -9 could lose a pin
+// that was acknowledged (the pins of an add are one batch, one sync).
 func (s *Store) sync(ctx context.Context) error {
-	if s.noSync {
-		return nil
-	}
 	return s.ds.Sync(ctx, pinsPrefix)
 }
 

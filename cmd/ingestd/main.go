@@ -116,7 +116,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 		PeerID:    peerID,
 		PeerName:  cfg.PeerName,
 		Store:     store,
-		Pins:      pinner.NewStore(store.Datastore(), pinner.StoreOptions{NoSync: cfg.NoFsync}),
+		Pins:      pinner.NewStore(store.Datastore(), pinner.StoreOptions{}),
 		Pool:      pool,
 		Fanout:    fanout,
 		BasicAuth: cfg.BasicAuth,
