@@ -15,10 +15,20 @@
 //	--basic-auth U:P  INGESTD_BASIC_AUTH "basic_auth_credentials": {"user":"password"} (repeatable; comma-separated in env; default none: no auth)
 //	--tls-cert FILE   INGESTD_TLS_CERT "ssl_cert_file" (PEM; with --tls-key; default "": plain HTTP)
 //	--tls-key FILE    INGESTD_TLS_KEY  "ssl_key_file"
+//	--gateway ADDR    INGESTD_GATEWAY  "gateway" (default 127.0.0.1:8080 in the embedded mode; "off": none)
+//	--gateway-deserialized INGESTD_GATEWAY_DESERIALIZED "gateway_deserialized" (default false: trustless only)
+//	--cluster URL     INGESTD_CLUSTER  "cluster" (run in front of an IPFS Cluster; default none)
+//	--cluster-basic-auth U:P, --cluster-token JWT, --cluster-kubo PEERID=URL (repeatable): how to reach it
+//	--metrics ADDR    INGESTD_METRICS  "metrics" (GET /metrics without auth; default none)
+//	--debug ADDR      INGESTD_DEBUG    "debug" (pprof; default none)
 //
 // With no peer, blocks go to the embedded store. With peers (kubo RPC API
 // URLs), every add streams its blocks to the allocated peers and pins there
-// (see package blockfanout); the pinset stays in the embedded store.
+// (see package blockfanout); the pinset stays in the embedded store. With
+// --cluster, an IPFS Cluster keeps the pinset (docs/cluster.md).
+//
+// Subcommands: `ingestd bench` measures add endpoints (package benchtool),
+// `ingestd verify` checks every block and pin of a stopped ingestd's store.
 //
 // SIGINT or SIGTERM stops it gracefully: no new connections, in-flight adds
 // finish (or fail after the shutdown timeout, recording no pin), then the
