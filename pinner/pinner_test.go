@@ -1,11 +1,14 @@
 package pinner
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -234,5 +237,81 @@ func TestStatusAllFilter(t *testing.T) {
 	}
 	if _, valid := ParseFilter("pinned,bogus"); !valid {
 		t.Fatal("a filter with one known name was rejected")
+	}
+}
+
+// TestRecoverFindsCorruption: in the embedded mode, recover reads a pinned
+// DAG again, so a block corrupted on disk turns the pin into pin_error
+// with the block named, as the store reports it.
+func TestRecoverFindsCorruption(t *testing.T) {
+	dir := t.TempDir()
+	ls, err := localstore.Open(dir, localstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ls.Close() })
+	p, err := New(Config{
+		Store:       NewStore(ls.Datastore(), StoreOptions{}),
+		Self:        PeerState{ID: selfID},
+		LocalCheck:  func(ctx context.Context, c cid.Cid, rec bool) error { return car.CheckStored(ctx, c, ls.Get, rec) },
+		MaxAttempts: 1,
+		Logger:      log.New(io.Discard, "", 0),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	ctx := t.Context()
+	data := []byte(strings.Repeat("x", 4096))
+	c := rawBlock(t, string(data))
+	if err := ls.Put(ctx, c, data); err != nil {
+		t.Fatal(err)
+	}
+	if err := ls.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Pin(ctx, Pin{Cid: CID{c}}); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, p, c, selfID, StatusPinned)
+	// Recover of an intact pin answers pinned, as IPFS Cluster does.
+	if g, err := p.Recover(ctx, c, false); err != nil || g.PeerMap[selfID].Status != StatusPinned {
+		t.Fatalf("recover of an intact pin: %+v, %v", g.PeerMap[selfID], err)
+	}
+
+	// Flip a byte of the block in its segment file.
+	segs, _ := filepath.Glob(filepath.Join(dir, "blocks", "*.log"))
+	corrupted := false
+	for _, seg := range segs {
+		b, err := os.ReadFile(seg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := bytes.Index(b, data); i >= 0 {
+			f, err := os.OpenFile(seg, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteAt([]byte{'y'}, int64(i+100))
+			f.Close()
+			corrupted = true
+		}
+	}
+	if !corrupted {
+		t.Fatal("the block is in no segment file")
+	}
+	g, err := p.Recover(ctx, c, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pi := g.PeerMap[selfID]
+	if pi.Status != StatusPinError || !strings.Contains(pi.Error, c.String()) || !strings.Contains(pi.Error, "corrupt") {
+		t.Fatalf("recover of a corrupt pin answered %+v; want pin_error saying the block is corrupt", pi)
+	}
+	if st := statusOn(t, p, c, selfID); st.Status != StatusPinError {
+		t.Fatalf("status after recover: %+v", st)
 	}
 }

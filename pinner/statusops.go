@@ -184,7 +184,9 @@ func (p *Pinner) StatusAll(ctx context.Context, f Filter, local bool, fn func(Gl
 
 // Recover queues again the failed operations on c (pin_error and
 // unexpectedly_unpinned: pin; unpin_error: unpin), after a live status,
-// and returns the status after queueing. With local it acts on the first
+// and returns the status after queueing. In the embedded mode a pinned CID
+// is checked again too: its DAG is read from the store, so that a block
+// lost or corrupted since shows as pin_error. With local it acts on the first
 // peer only and a CID not in the pinset is ErrNotFound (IPFS Cluster's
 // 404); without, it is every peer unpinned.
 func (p *Pinner) Recover(ctx context.Context, c cid.Cid, local bool) (GlobalPinInfo, error) {
@@ -197,10 +199,37 @@ func (p *Pinner) Recover(ctx context.Context, c cid.Cid, local bool) (GlobalPinI
 	if err != nil {
 		return GlobalPinInfo{}, err
 	}
+	if p.recheckEmbedded(ctx, c, g) {
+		// Just checked: retrying now would only fail again.
+		return p.statusNow(ctx, c, local)
+	}
 	if p.requeue(ctx, c, g) == 0 {
 		return g, nil
 	}
 	return p.statusNow(ctx, c, local)
+}
+
+// recheckEmbedded reads a pinned DAG of the embedded store again: status
+// has no cheap live check there (it would read the whole DAG every time),
+// so recover is where a block lost or corrupted since the pin shows, as
+// pin_error with the store's reason. It reports whether it found one.
+func (p *Pinner) recheckEmbedded(ctx context.Context, c cid.Cid, g GlobalPinInfo) bool {
+	self := p.cfg.Self.ID
+	if !p.Embedded() || p.cfg.LocalCheck == nil || g.PeerMap[self].Status != StatusPinned {
+		return false
+	}
+	pin, err := p.lookup(ctx, c)
+	if err != nil || pin == nil {
+		return false
+	}
+	err = p.cfg.LocalCheck(ctx, c, pin.Mode != ModeDirect)
+	if err == nil || ctx.Err() != nil {
+		return false
+	}
+	if tr := p.tracker(self); tr != nil {
+		tr.fail(c, err)
+	}
+	return true
 }
 
 // statusNow is Status without the live checks.

@@ -231,6 +231,18 @@ func (t *peerTracker) markMissing(c cid.Cid) {
 	t.items[k] = &item{op: opPin, recursive: true, status: StatusUnexpectedlyUnpinned, err: errUnexpectedlyUnpinned, ts: time.Now()}
 }
 
+// fail records that the pin of c failed with err (a check outside the
+// workers found it broken), unless an operation on c is queued or running.
+func (t *peerTracker) fail(c cid.Cid, err error) {
+	k := c.KeyString()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.items[k] != nil {
+		return
+	}
+	t.items[k] = &item{op: opPin, recursive: true, status: StatusPinError, err: err.Error(), ts: time.Now(), attempts: 1}
+}
+
 // markPresent forgets a stale unexpectedly_unpinned record of c.
 func (t *peerTracker) markPresent(c cid.Cid) {
 	k := c.KeyString()
