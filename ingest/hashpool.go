@@ -12,7 +12,13 @@ import (
 type HashPool struct {
 	work chan func()
 	wg   sync.WaitGroup
-	once sync.Once
+
+	// mu is held for reading by every Submit while it hands work over,
+	// and for writing by Stop while it closes work: a Submit racing a
+	// stop (an add outliving a shutdown timeout) never sends on a closed
+	// channel.
+	mu      sync.RWMutex
+	stopped bool
 }
 
 // NewHashPool starts workers goroutines; 0 means runtime.GOMAXPROCS(0).
@@ -36,12 +42,27 @@ func (p *HashPool) Workers() int { return cap(p.work) }
 
 // Submit queues f. It blocks while all workers are busy and the queue is
 // full: that is the backpressure that keeps the reader of an upload from
-// running ahead of the hashing.
-func (p *HashPool) Submit(f func()) { p.work <- f }
+// running ahead of the hashing. After Stop, f runs on the caller's
+// goroutine: work submitted late still completes, and nothing panics.
+func (p *HashPool) Submit(f func()) {
+	p.mu.RLock()
+	if p.stopped {
+		p.mu.RUnlock()
+		f()
+		return
+	}
+	p.work <- f // the workers drain work until Stop has the lock
+	p.mu.RUnlock()
+}
 
-// Stop waits for the queued work to finish and stops the workers. Submit must
-// not be called after Stop.
+// Stop waits for the queued work to finish and stops the workers. Work
+// submitted afterwards runs on the submitter's goroutine.
 func (p *HashPool) Stop() {
-	p.once.Do(func() { close(p.work) })
+	p.mu.Lock()
+	if !p.stopped {
+		p.stopped = true
+		close(p.work)
+	}
+	p.mu.Unlock()
 	p.wg.Wait()
 }
