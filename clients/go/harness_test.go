@@ -157,7 +157,7 @@ func tryStart(t *testing.T, extraArgs []string) (*ingestd, error) {
 	if err != nil {
 		t.Fatalf("cannot create log file: %v", err)
 	}
-	args := append([]string{"--data", s.Data, "--listen", "127.0.0.1:" + port, "--peername", s.PeerName}, extraArgs...)
+	args := append([]string{"--data", s.Data, "--listen", "127.0.0.1:" + port, "--peername", s.PeerName, "--gateway", "off"}, extraArgs...)
 	s.cmd = exec.Command(ingestdBin, args...)
 	s.cmd.Stdout = logFile
 	s.cmd.Stderr = logFile

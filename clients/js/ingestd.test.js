@@ -156,7 +156,8 @@ const startIngestd = async (extraArgs = []) => {
   const dir = fs.mkdtempSync(path.join(tmp, 'ingestd-'))
   const peername = `js-peer-${path.basename(dir)}`
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('INGESTD_')))
-  const args = ['--data', path.join(dir, 'data'), '--listen', `127.0.0.1:${port}`, '--peername', peername, ...extraArgs]
+  // --gateway off: several ingestd run at once and the gateway's default port (8080) is one.
+  const args = ['--data', path.join(dir, 'data'), '--listen', `127.0.0.1:${port}`, '--peername', peername, '--gateway', 'off', ...extraArgs]
   const proc = spawn(ingestdBin, args, { env, stdio: ['ignore', 'pipe', 'pipe'] })
   let log = ''
   proc.stdout.on('data', (d) => { log += d })
