@@ -33,15 +33,15 @@ race:
 
 # Minimizing a new input may take the whole run (the default allows 60 s),
 # so it is capped: a short run is for finding, not for polishing.
-FUZZ = $(GO) test -run='^$$' -fuzztime=$(FUZZTIME) -test.fuzzminimizetime=3s
+FUZZ = FUZZTIME=$(FUZZTIME) bash .ci/fuzz.sh
 
 fuzz:
-	$(FUZZ) -fuzz='^FuzzReader$$' ./ingest/multipart
-	$(FUZZ) -fuzz='^FuzzFramerMatchesStdlib$$' ./ingest/multipart
-	$(FUZZ) -fuzz='^FuzzParseAddParams$$' ./restapi
-	$(FUZZ) -fuzz='^FuzzParsePinOptions$$' ./restapi
-	$(FUZZ) -fuzz='^FuzzRouter$$' ./restapi
-	$(FUZZ) -fuzz='^FuzzImport$$' ./ingest/car
+	$(FUZZ) FuzzReader ./ingest/multipart
+	$(FUZZ) FuzzFramerMatchesStdlib ./ingest/multipart
+	$(FUZZ) FuzzParseAddParams ./restapi
+	$(FUZZ) FuzzParsePinOptions ./restapi
+	$(FUZZ) FuzzRouter ./restapi
+	$(FUZZ) FuzzImport ./ingest/car
 
 # Real IPFS Cluster clients (the v1.1.6 Go client, @nftstorage/ipfs-cluster)
 # driving ingestd end to end; see clients/README.md.
