@@ -2,6 +2,7 @@ package restapi
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -355,5 +356,27 @@ func TestGCWhileAdding(t *testing.T) {
 	}
 	if n != adds || gcs == 0 {
 		t.Fatalf("%d adds succeeded, %d collections ran", n, gcs)
+	}
+}
+
+// TestGCInterval: with GCInterval, the embedded store collects by itself:
+// a no-pin add's blocks go, a pinned add's stay.
+func TestGCInterval(t *testing.T) {
+	ts := startServer(t, func(c *Config) { c.GCInterval = 50 * time.Millisecond })
+	ct, b := body(part{name: "keep", body: randBytes(300<<10, 61)})
+	keep := post(t, ts, "", ct, b)
+	ct, b = body(part{name: "drop", body: randBytes(300<<10, 62)})
+	drop := post(t, ts, "no-pin=true", ct, b)
+	if keep.status != 200 || drop.status != 200 || len(keep.outputs) == 0 || len(drop.outputs) == 0 {
+		t.Fatalf("adds: %d %d", keep.status, drop.status)
+	}
+	kept := cid.MustParse(keep.outputs[len(keep.outputs)-1]["cid"].(string))
+	dropped := cid.MustParse(drop.outputs[len(drop.outputs)-1]["cid"].(string))
+	poll(t, "the interval collection to remove the unpinned add", func() (bool, string) {
+		ok, err := ts.store.Has(t.Context(), dropped)
+		return err == nil && !ok, fmt.Sprint(ok, err)
+	})
+	if err := car.CheckStored(t.Context(), kept, ts.store.Get, true); err != nil {
+		t.Fatalf("the pinned add lost blocks: %v", err)
 	}
 }

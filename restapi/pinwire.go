@@ -3,6 +3,7 @@ package restapi
 import (
 	"context"
 	"fmt"
+	"time"
 
 	cid "github.com/ipfs/go-cid"
 
@@ -84,4 +85,26 @@ func (s *Server) holdStore() func() {
 		return func() {}
 	}
 	return s.cfg.Store.Hold()
+}
+
+// collectEvery runs the embedded store's collection every GCInterval until
+// shutdown.
+func (s *Server) collectEvery() {
+	t := time.NewTicker(s.cfg.GCInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.baseCtx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(s.baseCtx, gcTimeout)
+		removed, err := s.collect(ctx)
+		cancel()
+		if err != nil && s.baseCtx.Err() == nil {
+			s.logf("garbage collection: %v", err)
+			continue
+		}
+		s.events().Info("gc", "removed", len(removed))
+	}
 }

@@ -60,6 +60,10 @@ type Config struct {
 	// ShutdownTimeout bounds how long Shutdown lets in-flight adds finish
 	// before cancelling them. Default 30s.
 	ShutdownTimeout time.Duration
+	// GCInterval, in the embedded mode, runs the store's garbage
+	// collection (as POST /ipfs/gc) every interval, from the first Serve
+	// on. Default 0: only on request.
+	GCInterval time.Duration
 	// Cluster, when set, puts ingestd in front of an IPFS Cluster
 	// (docs/cluster.md): adds go to the cluster peers' kubo daemons through
 	// Fanout (which must be Dynamic: its peers follow the cluster's) and
@@ -203,6 +207,9 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		if s.cluster != nil {
 			s.adds.Go(func() { s.cluster.run(s.baseCtx) })
+		}
+		if s.cfg.GCInterval > 0 && s.pinner != nil && s.pinner.Embedded() {
+			s.adds.Go(s.collectEvery)
 		}
 	}
 	s.lnMu.Unlock()

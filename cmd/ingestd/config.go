@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Config is the whole configuration of the daemon. The zero value plus
@@ -51,6 +52,9 @@ type Config struct {
 	// a JWT from its POST /token. Default none.
 	ClusterBasicAuth string `json:"cluster_basic_auth"`
 	ClusterToken     string `json:"cluster_token"`
+	// GCInterval runs the embedded store's garbage collection this often
+	// (a Go duration). Default "": only on POST /ipfs/gc.
+	GCInterval string `json:"gc_interval"`
 	// Metrics is an extra address serving GET /metrics without auth (the
 	// API serves it too, with the API's auth). Default "": none.
 	Metrics string `json:"metrics"`
@@ -156,6 +160,11 @@ func (c *Config) validate() error {
 	if err := c.validateCluster(); err != nil {
 		return err
 	}
+	if c.GCInterval != "" {
+		if d, err := time.ParseDuration(c.GCInterval); err != nil || d <= 0 {
+			return fmt.Errorf("cannot use gc interval %q: want a positive duration such as 1h", c.GCInterval)
+		}
+	}
 	if err := c.validateGateway(); err != nil {
 		return err
 	}
@@ -193,6 +202,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*C
 	cluster := fs.String("cluster", "", "run in front of the IPFS Cluster whose REST API is at this URL (env INGESTD_CLUSTER)")
 	clusterAuth := fs.String("cluster-basic-auth", "", "USER:PASSWORD for the cluster's REST API (env INGESTD_CLUSTER_BASIC_AUTH)")
 	clusterToken := fs.String("cluster-token", "", "JWT for the cluster's REST API (env INGESTD_CLUSTER_TOKEN)")
+	gcInterval := fs.String("gc-interval", "", "run the embedded store's garbage collection this often, e.g. 1h (env INGESTD_GC_INTERVAL; default: only on POST /ipfs/gc)")
 	metricsAddr := fs.String("metrics", "", "also serve GET /metrics, without auth, on this address (env INGESTD_METRICS)")
 	debugAddr := fs.String("debug", "", "serve Go's pprof under /debug/pprof/ on this address; keep it on loopback (env INGESTD_DEBUG)")
 	var clusterKubo kuboList
@@ -235,6 +245,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*C
 		{"INGESTD_TLS_KEY", *tlsKey, &c.TLSKey},
 		{"INGESTD_CLUSTER", *cluster, &c.Cluster},
 		{"INGESTD_METRICS", *metricsAddr, &c.Metrics},
+		{"INGESTD_GC_INTERVAL", *gcInterval, &c.GCInterval},
 		{"INGESTD_DEBUG", *debugAddr, &c.Debug},
 		{"INGESTD_CLUSTER_BASIC_AUTH", *clusterAuth, &c.ClusterBasicAuth},
 		{"INGESTD_CLUSTER_TOKEN", *clusterToken, &c.ClusterToken},

@@ -19,6 +19,7 @@
 //	--gateway-deserialized INGESTD_GATEWAY_DESERIALIZED "gateway_deserialized" (default false: trustless only)
 //	--cluster URL     INGESTD_CLUSTER  "cluster" (run in front of an IPFS Cluster; default none)
 //	--cluster-basic-auth U:P, --cluster-token JWT, --cluster-kubo PEERID=URL (repeatable): how to reach it
+//	--gc-interval D   INGESTD_GC_INTERVAL "gc_interval" (embedded store GC on a timer; default: on request only)
 //	--metrics ADDR    INGESTD_METRICS  "metrics" (GET /metrics without auth; default none)
 //	--debug ADDR      INGESTD_DEBUG    "debug" (pprof; default none)
 //

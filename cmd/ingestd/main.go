@@ -109,17 +109,18 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 		logger.Printf("in front of the IPFS Cluster at %s", cfg.Cluster)
 	}
 	srv, err := restapi.New(restapi.Config{
-		Cluster:   cluster,
-		Logger:    logger,
-		Metrics:   reg,
-		Events:    slog.New(slog.NewTextHandler(stderr, nil)),
-		PeerID:    peerID,
-		PeerName:  cfg.PeerName,
-		Store:     store,
-		Pins:      pinner.NewStore(store.Datastore(), pinner.StoreOptions{}),
-		Pool:      pool,
-		Fanout:    fanout,
-		BasicAuth: cfg.BasicAuth,
+		Cluster:    cluster,
+		Logger:     logger,
+		Metrics:    reg,
+		GCInterval: gcEvery(cfg),
+		Events:     slog.New(slog.NewTextHandler(stderr, nil)),
+		PeerID:     peerID,
+		PeerName:   cfg.PeerName,
+		Store:      store,
+		Pins:       pinner.NewStore(store.Datastore(), pinner.StoreOptions{}),
+		Pool:       pool,
+		Fanout:     fanout,
+		BasicAuth:  cfg.BasicAuth,
 	})
 	if err != nil {
 		return err

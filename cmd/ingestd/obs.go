@@ -63,3 +63,9 @@ func serveObservability(cfg *Config, m *metrics.Metrics, logger *log.Logger) (st
 	}
 	return stop, nil
 }
+
+// gcEvery is the validated --gc-interval, 0 when unset.
+func gcEvery(cfg *Config) time.Duration {
+	d, _ := time.ParseDuration(cfg.GCInterval)
+	return d
+}

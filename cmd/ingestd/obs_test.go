@@ -63,3 +63,18 @@ func TestMetricsAndDebugListeners(t *testing.T) {
 		t.Fatalf("--debug: %d %.300s", code, body)
 	}
 }
+
+// TestConfigGCInterval: --gc-interval takes a positive duration, and a bad
+// one stops the daemon at start with the value named.
+func TestConfigGCInterval(t *testing.T) {
+	env := func(string) string { return "" }
+	c, err := loadConfig([]string{"--gc-interval", "90m", "--data", t.TempDir()}, env, io.Discard)
+	if err != nil || gcEvery(c) != 90*time.Minute {
+		t.Fatalf("--gc-interval 90m: %v, %v", c, err)
+	}
+	for _, bad := range []string{"bogus", "0s", "-1h"} {
+		if _, err := loadConfig([]string{"--gc-interval", bad, "--data", t.TempDir()}, env, io.Discard); err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("--gc-interval %s: %v", bad, err)
+		}
+	}
+}
