@@ -19,10 +19,11 @@ import (
 
 // BenchmarkPinsInProcess is BenchmarkPinsHTTP's work (--no-fsync) with the
 // server in the benchmark's own process, a restapi.Server over a
-// localstore on disk, so that each phase can be profiled: ingestd has no
-// pprof endpoint. The clients run in the same process; their frames
-// (net/http's client, listPins) show in the profiles beside the server's
-// (fasthttp, restapi, pinner, pebble).
+// localstore on disk, so that each phase can be profiled with the client
+// side in view and per-object allocations counted (BenchmarkPinsHTTP
+// profiles the real daemon through --debug). The clients run in the same
+// process; their frames (net/http's client, listPins) show in the profiles
+// beside the server's (fasthttp, restapi, pinner, pebble).
 //
 //	INGESTD_BENCH_PINS=200000 INGESTD_BENCH_PROFILE_DIR=/tmp/pins go test -run '^$' -bench PinsInProcess -benchtime 1x ./bench
 //
@@ -130,7 +131,7 @@ func BenchmarkPinsInProcess(b *testing.B) {
 		perObj := func(v uint64) float64 { return float64(v) / float64(n) }
 		b.Logf("GET %s: %d objects in %v (first byte %v), process CPU %.2f s = %.1f µs/object; %.0f B and %.1f allocs per object (client included); HeapInuse %s before, peak %s during",
 			l.path, r.n, r.total.Round(time.Millisecond), r.ttfb.Round(time.Microsecond), cpu.Seconds(), 1e6*cpu.Seconds()/float64(n),
-			perObj(after.TotalAlloc-before.TotalAlloc), perObj(after.Mallocs-before.Mallocs), mibU(before.HeapInuse), mibU(peak))
+			perObj(after.TotalAlloc-before.TotalAlloc), perObj(after.Mallocs-before.Mallocs), pinsMiBU(before.HeapInuse), pinsMiBU(peak))
 		b.ReportMetric(r.total.Seconds(), l.name+"-s")
 		b.ReportMetric(1e6*cpu.Seconds()/float64(n), l.name+"-cpu-µs/obj")
 		b.ReportMetric(perObj(after.Mallocs-before.Mallocs), l.name+"-allocs/obj")
@@ -145,4 +146,4 @@ func BenchmarkPinsInProcess(b *testing.B) {
 	}
 }
 
-func mibU(n uint64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+func pinsMiBU(n uint64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

@@ -35,19 +35,22 @@ import (
 // /proc/<pid>/clear_refs, after each group: a listing that loaded the set
 // would show as a peak that grows with N.
 //
-//	INGESTD_BENCH_PINS=10000 go test -run '^$' -bench PinsHTTP -benchtime 1x -timeout 20m ./bench
+//	INGESTD_BENCH_PINS=10000 go test -run '^$' -bench PinsHTTP -benchtime 1x -v -timeout 20m ./bench
 //
+// (-v: without it go test keeps only the first lines of a benchmark's
+// log.) The figures and the 1,000,000-pin command are in BENCHMARKS.md.
 // INGESTD_BENCH_PINS (default 1,000,000), INGESTD_BENCH_PIN_CLIENTS
 // (default 16) and INGESTD_BENCH_IDLE_SECONDS (default 0: after the
 // listings, how long to watch the idle daemon's CPU, to see the cost of its
 // periodic scans of the pinset) change the run. With
 // INGESTD_BENCH_PROFILE_DIR the daemon serves pprof (--debug) and the
-// benchmark saves there, per sub-benchmark: heap profiles after the writes
-// and after the listings, a 10 s CPU profile of a fourth, untimed run of
-// each listing, and a CPU profile of the idle time. Sub-benchmarks:
-// "fsync" (the default durability) and "no-fsync" (--no-fsync). Every POST
-// /pins syncs pebble's WAL in both since b9bf755; before, --no-fsync
-// skipped that sync.
+// benchmark saves there, per sub-benchmark: a CPU profile of the first 10 s
+// of the writes, heap profiles after the writes and after the listings, a
+// 10 s CPU profile of a fourth, untimed run of each listing, and a CPU
+// profile of the idle time. Sub-benchmarks: "fsync" (the default
+// durability; select it alone with 'PinsHTTP/^fsync$') and "no-fsync"
+// (--no-fsync). Every POST /pins syncs pebble's WAL in both since b9bf755;
+// before, --no-fsync skipped that sync.
 
 // pinsBenchCount is the number of pins; INGESTD_BENCH_PINS overrides it.
 func pinsBenchCount(b *testing.B) int {
@@ -158,19 +161,24 @@ func runPinset(b *testing.B, bin string, noFsync bool, n, clients int, want uint
 		waitPinned(b, client, p.url, pinCid(i), peerID)
 	}
 
+	var profWG sync.WaitGroup
+	if profDir != "" {
+		profWG.Go(func() { p.saveProfile(b, client, profDir, "profile?seconds=10", "writes.cpu.pprof") })
+	}
 	b.ResetTimer()
 	w := writePins(b, p, client, pinsVerified, uint64(n), clients)
+	profWG.Wait()
 	rssWrites := p.status(b, "VmHWM:")
 	b.Logf("writes: %d pins (after %d verified) with %d clients in %v: %.0f pins/s; latency p50 %v p99 %v max %v; ingestd CPU %.1f s, client CPU %.1f s; VmRSS %s, VmHWM %s; load %s",
 		n-pinsVerified, pinsVerified, clients, w.elapsed.Round(time.Millisecond), w.rate, w.p50, w.p99, w.max,
-		w.serverCPU.Seconds(), w.clientCPU.Seconds(), mib(p.status(b, "VmRSS:")), mib(rssWrites), loadAvg())
+		w.serverCPU.Seconds(), w.clientCPU.Seconds(), pinsMiB(p.status(b, "VmRSS:")), pinsMiB(rssWrites), loadAvg())
 	for _, s := range w.progress {
 		b.Log("  " + s)
 	}
 	b.ReportMetric(w.rate, "pins/s")
 	b.ReportMetric(float64(clients), "clients")
-	b.ReportMetric(ms(w.p50), "post-p50-ms")
-	b.ReportMetric(ms(w.p99), "post-p99-ms")
+	b.ReportMetric(pinsMs(w.p50), "post-p50-ms")
+	b.ReportMetric(pinsMs(w.p99), "post-p99-ms")
 	b.ReportMetric(float64(rssWrites)/(1<<20), "rss-writes-MiB")
 
 	waitSettled(b, client, p.url)
@@ -215,9 +223,9 @@ func runPinset(b *testing.B, bin string, noFsync bool, n, clients int, want uint
 		if !reset {
 			what = "process peak so far (clear_refs refused)"
 		}
-		b.Logf("GET %s: VmRSS before %s, %s %s (waited %v for the daemon to go idle first)", l.path, mib(before), what, mib(hwm), waited.Round(100*time.Millisecond))
-		b.ReportMetric(ms(median(ttfbs)), l.name+"-ttfb-ms")
-		b.ReportMetric(median(totals).Seconds(), l.name+"-s")
+		b.Logf("GET %s: VmRSS before %s, %s %s (waited %v for the daemon to go idle first)", l.path, pinsMiB(before), what, pinsMiB(hwm), waited.Round(100*time.Millisecond))
+		b.ReportMetric(pinsMs(pinsMedian(ttfbs)), l.name+"-ttfb-ms")
+		b.ReportMetric(pinsMedian(totals).Seconds(), l.name+"-s")
 		b.ReportMetric(float64(hwm)/(1<<20), l.name+"-peak-MiB")
 	}
 	b.ReportMetric(float64(peak)/(1<<20), "rss-peak-MiB")
@@ -488,11 +496,11 @@ func waitIdle(pid int, limit time.Duration) time.Duration {
 	return time.Since(start)
 }
 
-func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+func pinsMiB(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+func pinsMs(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-func median(ds []time.Duration) time.Duration {
+func pinsMedian(ds []time.Duration) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[len(s)/2]
@@ -606,7 +614,7 @@ func writePins(b *testing.B, d *pinsDaemon, client *http.Client, from, to uint64
 			rss, _ := procStatus(d.pid, "VmRSS:")
 			line := fmt.Sprintf("%3d%%: %d pins in %v, %.0f pins/s over the last tenth, ingestd VmRSS %s, CPU %.1f s, load %s",
 				100*n/total, n, now.Sub(start).Round(time.Second), float64(n-lastN)/now.Sub(lastT).Seconds(),
-				mib(rss), (procCPU(d.pid) - cpu0).Seconds(), loadAvg())
+				pinsMiB(rss), (procCPU(d.pid) - cpu0).Seconds(), loadAvg())
 			res.progress = append(res.progress, line)
 			fmt.Fprintln(os.Stderr, "pins:", line)
 			lastT, lastN = now, n
