@@ -55,6 +55,11 @@ type fileBuilder struct {
 	next    *node      // the leaf taken from pending but not used yet
 	done    bool       // pending is closed and drained
 	readErr error      // set before pending is closed
+	// failed is why the layout cannot go on: the read error once pending
+	// is closed, or the context's error. Once set, isDone is false and
+	// nextLeaf returns it, so no layout can finish a file that was not
+	// read to its end.
+	failed error
 
 	onRead func(n int) // progress callback, called as leaves are consumed
 	// recycle: the sink copies blocks, so leaf buffers go back to the pool
@@ -75,7 +80,8 @@ func (b *fileBuilder) window() int { return 2*b.pool.Workers() + 2 }
 
 // buildFile imports r and returns the root of its DAG.
 func buildFile(ctx context.Context, r io.Reader, o *Options, pool *ingest.HashPool, sink ingest.Sink, mode os.FileMode, mtime time.Time, onRead func(int)) (*node, error) {
-	spl, err := chunker.FromString(r, o.Chunker)
+	src := &source{r: r, done: ctx.Done()}
+	spl, err := chunker.FromString(src, o.Chunker)
 	if err != nil {
 		return nil, fmt.Errorf("%w: chunker %q: %w", ErrBadOption, o.Chunker, err)
 	}
@@ -90,7 +96,7 @@ func buildFile(ctx context.Context, r io.Reader, o *Options, pool *ingest.HashPo
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
-		b.read(spl, stop)
+		b.read(spl, src, stop)
 	}()
 	root, err := b.layout()
 	close(stop)
@@ -108,10 +114,55 @@ func buildFile(ctx context.Context, r io.Reader, o *Options, pool *ingest.HashPo
 	return root, nil
 }
 
-func (b *fileBuilder) read(spl chunker.Splitter, stop <-chan struct{}) {
+// source is the file's reader as the chunker sees it. It makes the first
+// read error final: boxo's size splitter takes a bare io.ErrUnexpectedEOF
+// for the end of the file and keeps the bytes read before it, and a chunker
+// may read again after an error; source keeps the error, returns it to
+// every later Read, and read reports it whatever the chunker made of it.
+// It also stops reading once the import's context is done, so that a
+// cancelled import ends at the next Read instead of after a whole chunk of
+// a slow upload. A Read already blocked in r cannot be interrupted: the
+// caller must close r (the REST layer closes the connection).
+type source struct {
+	r    io.Reader
+	done <-chan struct{} // ctx.Done()
+	err  error           // the first error other than io.EOF
+}
+
+// errCanceled marks a Read refused because the context is done; read then
+// reports the context's error.
+var errCanceled = errors.New("unixfs: import canceled")
+
+func (s *source) Read(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	select {
+	case <-s.done:
+		s.err = errCanceled
+		return 0, s.err
+	default:
+	}
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		s.err = err
+	}
+	return n, err
+}
+
+func (b *fileBuilder) read(spl chunker.Splitter, src *source, stop <-chan struct{}) {
 	defer close(b.pending)
 	for i := 0; ; i++ {
 		data, err := spl.NextBytes()
+		if src.err != nil {
+			// Whatever the chunker returned, the file was not read to its
+			// end: its last bytes, if any, are not a chunk.
+			b.readErr = src.err
+			if src.err == errCanceled {
+				b.readErr = b.ctx.Err()
+			}
+			return
+		}
 		if err == io.EOF || (err == nil && data == nil) {
 			return
 		}
@@ -175,32 +226,45 @@ func (b *fileBuilder) protoLeaf(data []byte, mtime time.Time, mode os.FileMode) 
 }
 
 // isDone reports whether the file has no more leaves; like boxo's
-// DagBuilderHelper.Done it looks one leaf ahead. It is false after a read
-// error, so the layout asks for the next leaf and nextLeaf returns the
-// error: true therefore means the file was read to its end.
+// DagBuilderHelper.Done it looks one leaf ahead. It is false, every time
+// it is asked, after a read error or once the context is done, so the
+// layout asks for the next leaf and nextLeaf returns the error: true
+// therefore means the file was read to its end. (Returning true on a
+// second call after an error let the balanced layout finish a truncated
+// file when the error fell on a layout boundary, issue 11.)
 func (b *fileBuilder) isDone() bool {
-	if b.next != nil {
+	if b.next != nil || b.failed != nil {
 		return false
 	}
 	if b.done {
 		return true
 	}
-	n, ok := <-b.pending
-	if !ok {
-		b.done = true
-		return b.readErr == nil
+	select {
+	case n, ok := <-b.pending:
+		if !ok {
+			b.done = true
+			if b.readErr != nil {
+				b.failed = b.readErr
+				return false
+			}
+			return true
+		}
+		b.next = n
+		return false
+	case <-b.ctx.Done():
+		b.failed = b.ctx.Err()
+		return false
 	}
-	b.next = n
-	return false
 }
 
 // nextLeaf returns the next leaf once the pool has hashed it.
 func (b *fileBuilder) nextLeaf() (*node, error) {
 	if b.isDone() {
-		return nil, errors.New("cannot read leaf: no more data")
+		// The layouts ask only when isDone is false.
+		return nil, errors.New("cannot read leaf: the file has no more leaves")
 	}
-	if b.next == nil {
-		return nil, fmt.Errorf("cannot read file: %w", b.readErr)
+	if b.failed != nil {
+		return nil, b.failed
 	}
 	n := b.next
 	b.next = nil
