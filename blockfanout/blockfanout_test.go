@@ -546,13 +546,14 @@ func TestNewValidation(t *testing.T) {
 	f("negative stall", Config{Peers: ok, StallTimeout: -time.Second}, "stall timeout (-1s) cannot be negative")
 	f("retries", Config{Peers: ok, MaxRetries: -2}, "max retries (-2) cannot be lower than -1")
 	f("check interval", Config{Peers: ok, CheckInterval: -1}, "check interval (-1ns) cannot be negative")
+	f("lag timeout", Config{Peers: ok, LagTimeout: -1}, "lag timeout (-1ns) cannot be negative")
 	f("client timeout", Config{Peers: ok, Client: &http.Client{Timeout: time.Second}}, "client timeout (1s) must be 0")
 
 	fo, err := New(Config{Peers: ok})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := config{queueBlocks: 128, queueBytes: 64 << 20, stallTimeout: time.Minute, maxRetries: 3, checkInterval: 5 * time.Second}
+	want := config{queueBlocks: 128, queueBytes: 64 << 20, segmentBlocks: 64, segmentBytes: 32 << 20, lagTimeout: 10 * time.Second, stallTimeout: time.Minute, maxRetries: 3, checkInterval: 5 * time.Second}
 	got := fo.cfg
 	got.client = nil
 	if got != want {

@@ -30,6 +30,12 @@ const (
 	// session (or one Pin) before it is dropped.
 	DefaultMaxRetries = 3
 
+	// DefaultLagTimeout is how long a peer that the quorum does not need
+	// may hold up Put (or Close) without making progress before it is
+	// dropped: long enough for a busy kubo's pauses, far below the
+	// StallTimeout and retries (4 × 60s) it would cost otherwise (issue 11).
+	DefaultLagTimeout = 10 * time.Second
+
 	// DefaultCheckInterval is how often every peer's /api/v0/id and
 	// /api/v0/repo/stat are polled.
 	DefaultCheckInterval = 5 * time.Second
@@ -95,6 +101,22 @@ type Config struct {
 	// (DefaultMaxRetries); 0 means the default, -1 means no retries.
 	MaxRetries int
 
+	// LagTimeout drops a peer that holds up Put (its queue is the fullest)
+	// or Close, owes an acknowledgement and has made no progress for this
+	// long, when the other live peers still make the quorum (minOK of
+	// NewSession): the quorum does not need it, so the add does not wait
+	// StallTimeout and MaxRetries for it. A peer that the quorum needs is
+	// waited for as before. Default 10s (DefaultLagTimeout); 0 means the
+	// default.
+	LagTimeout time.Duration
+
+	// BlockPut sends blocks with block/put only. By default each peer gets
+	// them as CAR segments through dag/import (kubo stores them in batches,
+	// with about half the CPU of block/put), and falls back to block/put
+	// if its dag/import answers 403, 404, 405 or 501 (an old kubo or a
+	// proxy that does not allow it); see docs/peers.md. Default false.
+	BlockPut bool
+
 	// CheckInterval is how often each peer's liveness (/api/v0/id) and
 	// free space (/api/v0/repo/stat?size-only=true) are polled after
 	// Start. Default 5s (DefaultCheckInterval); 0 means the default.
@@ -112,6 +134,10 @@ type Config struct {
 type config struct {
 	queueBlocks   int
 	queueBytes    int64
+	segmentBlocks int   // most blocks of one dag/import request: half a queue
+	segmentBytes  int64 // most block bytes of one dag/import request: half a queue
+	lagTimeout    time.Duration
+	blockPut      bool
 	stallTimeout  time.Duration
 	maxRetries    int
 	checkInterval time.Duration
@@ -128,6 +154,8 @@ func newConfig(cfg Config) (config, error) {
 		stallTimeout:  cfg.StallTimeout,
 		maxRetries:    cfg.MaxRetries,
 		checkInterval: cfg.CheckInterval,
+		lagTimeout:    cfg.LagTimeout,
+		blockPut:      cfg.BlockPut,
 		client:        cfg.Client,
 		metrics:       cfg.Metrics,
 	}
@@ -157,6 +185,17 @@ func newConfig(cfg Config) (config, error) {
 	case c.maxRetries < -1:
 		return config{}, fmt.Errorf("max retries (%d) cannot be lower than -1", c.maxRetries)
 	}
+	switch {
+	case c.lagTimeout == 0:
+		c.lagTimeout = DefaultLagTimeout
+	case c.lagTimeout < 0:
+		return config{}, fmt.Errorf("lag timeout (%v) cannot be negative", c.lagTimeout)
+	}
+	// A dag/import is acknowledged as a whole, at its end, so a segment
+	// is half a queue: the other half takes new blocks while kubo
+	// commits the segment and answers.
+	c.segmentBlocks = max(c.queueBlocks/2, 1)
+	c.segmentBytes = max(c.queueBytes/2, 1)
 	switch {
 	case c.checkInterval == 0:
 		c.checkInterval = DefaultCheckInterval

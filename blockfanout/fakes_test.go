@@ -23,14 +23,16 @@ import (
 type fakeKubo struct {
 	srv      *httptest.Server
 	id       string
-	blockPut http.HandlerFunc
-	pinAdd   http.HandlerFunc
+	blockPut  http.HandlerFunc
+	pinAdd    http.HandlerFunc
+	dagImport http.HandlerFunc // nil: 404, as a kubo without dag/import
 
 	mu         sync.Mutex
 	repoSize   uint64
 	storageMax uint64
 	puts       []time.Time // when each block/put request came
 	idCalls    int         // /api/v0/id requests: liveness checks
+	imports    int         // /api/v0/dag/import requests
 }
 
 func newFakeKubo(t testing.TB, id string, free uint64, blockPut http.HandlerFunc) *fakeKubo {
@@ -64,6 +66,15 @@ func (k *fakeKubo) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		k.blockPut(w, r)
+	case "/api/v0/dag/import":
+		k.mu.Lock()
+		k.imports++
+		k.mu.Unlock()
+		if k.dagImport == nil {
+			http.NotFound(w, r)
+			return
+		}
+		k.dagImport(w, r)
 	case "/api/v0/pin/add":
 		if k.pinAdd == nil {
 			http.NotFound(w, r)

@@ -25,6 +25,10 @@ var (
 	// Config.StallTimeout, or a pin's progress did not grow for that long.
 	// It is retried like any transient error.
 	ErrStalled = errors.New("blockfanout: peer stalled")
+	// ErrLagging: a peer held up a session that the other peers could
+	// complete, with no progress for Config.LagTimeout, and was dropped
+	// without a retry. It always comes with ErrPeerUnavailable.
+	ErrLagging = errors.New("blockfanout: peer lagging behind the quorum")
 	// ErrStopped: the Fanout was stopped.
 	ErrStopped = errors.New("blockfanout: fanout stopped")
 	// ErrUnknownPeer: RemovePeer was given a name or ID that no peer has.

@@ -28,6 +28,9 @@ type Peer struct {
 
 	rpc *kuborpc.Client
 	id  atomic.Pointer[string]
+	// noImport is set once p's dag/import was refused (403, 404, 405,
+	// 501, or an answer without stats): p gets block/put from then on.
+	noImport atomic.Bool
 
 	// Guarded by Fanout.mu.
 	checked   bool
@@ -44,6 +47,15 @@ func (p *Peer) ID() string {
 		return *id
 	}
 	return ""
+}
+
+// Wire names how sessions send blocks to p: "dag/import" (CAR segments,
+// the default) or "block/put" (Config.BlockPut, or p refused dag/import).
+func (p *Peer) Wire() string {
+	if p.noImport.Load() {
+		return "block/put"
+	}
+	return "dag/import"
 }
 
 // RPC returns the client of p's kubo RPC API, which sends with the
@@ -80,7 +92,9 @@ func (f *Fanout) newPeer(pc PeerConfig) (*Peer, error) {
 	if name == "" {
 		name = rpc.URL()
 	}
-	return &Peer{Name: name, URL: rpc.URL(), rpc: rpc}, nil
+	p := &Peer{Name: name, URL: rpc.URL(), rpc: rpc}
+	p.noImport.Store(f.cfg.blockPut)
+	return p, nil
 }
 
 // conflict reports whether p has the name or URL of one of peers.

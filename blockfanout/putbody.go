@@ -2,6 +2,7 @@ package blockfanout
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"time"
@@ -22,29 +23,87 @@ const writePiece = 1 << 20
 // stream has already given up (it is being retried or was dropped).
 var errRequestAborted = errors.New("blockfanout: block/put request aborted")
 
-// putBody is the multipart body of one block/put request. The transport's
-// writer goroutine reads it (WriteTo, or Read with other transports); it
-// takes blocks from the session's log as they come and ends the body when
-// the session is closed or the next block has another prefix.
+// putBody is the multipart body of one request: block/put (one part per
+// block) or dag/import (one part holding a CARv1 stream, one section per
+// block). The transport's writer goroutine reads it (WriteTo, or Read with
+// other transports); it takes blocks from the session's log as they come
+// and ends the body when the session is closed, when the next block has
+// another prefix (block/put), or when the segment is full (dag/import).
 type putBody struct {
 	st       *stream
 	gen      uint64
 	ctx      context.Context
 	wake     chan struct{}
 	boundary string
-	prefix   prefix
+	prefix   prefix // block/put: the prefix of every part
+	car      bool   // dag/import: a CAR segment
 	start    uint64 // first block of the request
 	next     uint64 // next block to hand over
+	bytes    int64  // block bytes handed over (dag/import segment size)
 
-	hdr        []byte    // part header (and small block) being written
+	hdr        []byte    // part header or section header (and small block) being written
 	segs       [][]byte  // what remains to be written of the last hand-over
 	arr        [2][]byte // backing array of segs
 	eof        bool
 	unreported int // bytes Read since the last progress report
 }
 
-// advance hands over the next part (or the closing delimiter), waiting for
-// a block if needed. Whatever it handed over before has been written.
+// carHeader is a CARv1 header with no roots, {"roots":[],"version":1} in
+// DAG-CBOR behind its length: the root of an add is known only at its end,
+// and a segment is imported with pin-roots=false, so it names none. kubo
+// (go-car v2's BlockReader) accepts an empty roots list.
+var carHeader = []byte{0x11, 0xa2, 0x65, 'r', 'o', 'o', 't', 's', 0x80, 0x67, 'v', 'e', 'r', 's', 'i', 'o', 'n', 0x01}
+
+// takes reports whether blk goes into this request. A request always
+// takes its first block.
+func (b *putBody) takes(blk *block) bool {
+	if b.next == b.start {
+		return true
+	}
+	if !b.car {
+		return blk.prefix == b.prefix
+	}
+	cfg := &b.st.s.f.cfg
+	return int(b.next-b.start) < cfg.segmentBlocks && b.bytes+int64(len(blk.data)) <= cfg.segmentBytes
+}
+
+// frame fills b.hdr and b.segs with blk's part (block/put) or section
+// (dag/import), behind the request's opening for its first block.
+func (b *putBody) frame(blk *block) {
+	b.hdr = b.hdr[:0]
+	if b.car {
+		if b.next == b.start {
+			b.hdr = b.appendPartHeader(b.hdr, "blocks.car")
+			b.hdr = append(b.hdr, carHeader...)
+		}
+		b.hdr = binary.AppendUvarint(b.hdr, uint64(len(blk.key)+len(blk.data)))
+		b.hdr = append(b.hdr, blk.key...)
+	} else {
+		if b.next > b.start {
+			b.hdr = append(b.hdr, "\r\n"...)
+		}
+		b.hdr = b.appendPartHeader(b.hdr, blk.name)
+	}
+	b.segs = b.arr[:0]
+	if len(blk.data) <= smallBlock {
+		b.hdr = append(b.hdr, blk.data...)
+		b.segs = append(b.segs, b.hdr)
+	} else {
+		b.segs = append(b.segs, b.hdr, blk.data)
+	}
+}
+
+func (b *putBody) appendPartHeader(dst []byte, filename string) []byte {
+	dst = append(dst, "--"...)
+	dst = append(dst, b.boundary...)
+	dst = append(dst, "\r\nContent-Disposition: form-data; name=\"file\"; filename=\""...)
+	dst = append(dst, filename...)
+	return append(dst, "\"\r\nContent-Type: application/octet-stream\r\n\r\n"...)
+}
+
+// advance hands over the next part or section (or the closing delimiter),
+// waiting for a block if needed. Whatever it handed over before has been
+// written.
 func (b *putBody) advance() error {
 	st, s := b.st, b.st.s
 	s.mu.Lock()
@@ -62,34 +121,25 @@ func (b *putBody) advance() error {
 		if b.next < s.end {
 			blk = s.at(b.next)
 		}
-		if blk != nil && blk.prefix == b.prefix {
-			b.hdr = b.hdr[:0]
-			if b.next > b.start {
-				b.hdr = append(b.hdr, "\r\n"...)
-				st.ackable = b.next // this delimiter ends the previous part
-			}
-			b.hdr = append(b.hdr, "--"...)
-			b.hdr = append(b.hdr, b.boundary...)
-			b.hdr = append(b.hdr, "\r\nContent-Disposition: form-data; name=\"file\"; filename=\""...)
-			b.hdr = append(b.hdr, blk.name...)
-			b.hdr = append(b.hdr, "\"\r\nContent-Type: application/octet-stream\r\n\r\n"...)
-			b.segs = b.arr[:0]
-			if len(blk.data) <= smallBlock {
-				b.hdr = append(b.hdr, blk.data...)
-				b.segs = append(b.segs, b.hdr)
-			} else {
-				b.segs = append(b.segs, b.hdr, blk.data)
+		if blk != nil && b.takes(blk) {
+			b.frame(blk)
+			if !b.car && b.next > b.start {
+				st.ackable = b.next // the delimiter in this hand-over ends the previous part
 			}
 			b.next++
+			b.bytes += int64(len(blk.data))
 			st.written = b.next
 			st.busy = true
 			st.touch(wasOwed)
 			s.mu.Unlock()
 			return nil
 		}
-		if blk != nil || s.closing {
-			// The end of the session, or of this prefix: close the body;
-			// the next request starts at b.next.
+		// A dag/import answers only at its end, so a segment also ends
+		// when a Put waits for this peer: its blocks are freed only then.
+		holding := b.car && s.waiting > 0 && st.acked == s.base
+		if blk != nil || s.closing || holding {
+			// The end of the session, of this prefix or of this segment:
+			// close the body; the next request starts at b.next.
 			b.hdr = append(b.hdr[:0], "\r\n--"...)
 			b.hdr = append(b.hdr, b.boundary...)
 			b.hdr = append(b.hdr, "--\r\n"...)

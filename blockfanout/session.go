@@ -19,6 +19,7 @@ import (
 // the session and never copied or modified.
 type block struct {
 	name   string // the CID as text: the part's filename
+	key    string // the CID's binary form: a CAR section's CID
 	mh     []byte // the multihash that acknowledgements must carry
 	data   []byte
 	codec  uint64
@@ -42,7 +43,9 @@ type Stats struct {
 	MaxQueuedBlocks int   // most blocks ever held at once
 	MaxQueuedBytes  int64 // most bytes ever held at once
 	PutWaits        int64 // Puts that had to wait for a peer's queue (backpressure)
-	Requests        int64 // block/put requests opened, over all peers
+	Requests        int64 // requests opened (block/put and dag/import), over all peers
+	Imports         int64 // of which dag/import requests
+	Lagging         int64 // peers dropped because they held Put (or Close) while the quorum did not need them
 }
 
 // Session streams the blocks of one add to a set of peers. It implements
@@ -84,6 +87,7 @@ type Session struct {
 	space   chan struct{}
 	last    cid.Cid // the last block put, to drop immediate repeats
 	closing bool    // Close was called: writers end their requests
+	waiting int     // Puts waiting for room: dag/import writers end their segments
 	closed  bool    // Close finished waiting: errors no longer change
 	running int     // stream goroutines still running
 	err     error   // why the session failed; set once
@@ -196,16 +200,25 @@ func (s *Session) Put(ctx context.Context, c cid.Cid, data []byte) error {
 	size := int64(len(data))
 	waited := false
 	s.mu.Lock()
+	// stop undoes the count of waiting Puts on every way out of the loop.
+	stop := func() {
+		if waited {
+			s.waiting--
+		}
+	}
 	for {
 		if err := s.errLocked(); err != nil {
+			stop()
 			s.mu.Unlock()
 			return err
 		}
 		if s.closing {
+			stop()
 			s.mu.Unlock()
 			return fmt.Errorf("cannot put block %s: session closed", c)
 		}
 		if s.end > 0 && c.Equals(s.last) {
+			stop()
 			s.mu.Unlock()
 			return nil
 		}
@@ -213,22 +226,32 @@ func (s *Session) Put(ctx context.Context, c cid.Cid, data []byte) error {
 		if n < uint64(len(s.ring)) && (n < 2 || s.held+size <= s.f.cfg.queueBytes) {
 			break
 		}
+		var wakes []chan struct{}
 		if !waited {
+			// Writers of dag/import segments end them when a Put waits.
 			waited = true
+			s.waiting++
 			s.stats.PutWaits++
+			wakes = s.wakesLocked()
 		}
 		space := s.space
 		s.mu.Unlock()
+		notify(wakes)
 		select {
 		case <-space:
 		case <-s.ctx.Done():
 		case <-ctx.Done():
+			s.mu.Lock()
+			stop()
+			s.mu.Unlock()
 			return fmt.Errorf("cannot put block %s: %w", c, ctx.Err())
 		}
 		s.mu.Lock()
 	}
+	stop()
 	s.ring[s.end%uint64(len(s.ring))] = &block{
 		name:   c.String(),
+		key:    c.KeyString(),
 		mh:     c.Hash(),
 		data:   data,
 		codec:  pre.Codec,

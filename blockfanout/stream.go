@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -79,6 +80,13 @@ func (st *stream) drop(err error) {
 	}
 }
 
+// dropped reports whether st's peer was dropped from the session.
+func (st *stream) dropped() bool {
+	st.s.mu.Lock()
+	defer st.s.mu.Unlock()
+	return st.err != nil
+}
+
 // exit marks st's goroutine as returned; the last one closes streamsDone.
 func (st *stream) exit() {
 	s := st.s
@@ -109,8 +117,12 @@ func (st *stream) run() {
 		if err == nil {
 			continue
 		}
-		if s.ctx.Err() != nil {
-			return // the session failed or was aborted; its error says why
+		if s.ctx.Err() != nil || st.dropped() {
+			return // the session failed or was aborted, or the peer dropped; its error says why
+		}
+		if errors.Is(err, errNoImport) {
+			s.f.recordErr(st.peer, err)
+			continue // at once, with block/put; not a failure of the peer
 		}
 		st.attempts++
 		if kuborpc.IsPermanent(err) {
@@ -167,17 +179,22 @@ func (st *stream) waitWork() (start, gen uint64, ok bool) {
 	}
 }
 
-// request sends the blocks from start on in one block/put request, until
-// the session is closed or a block with another prefix comes, and checks
-// every acknowledgement. It returns nil once every block it sent is
-// acknowledged and kubo ended the response without error.
+// request sends the blocks from start on in one request: a dag/import
+// segment, or a block/put until the session is closed or a block with
+// another prefix comes. It checks every acknowledgement and returns nil
+// once every block it sent is acknowledged and kubo ended the response
+// without error.
 func (st *stream) request(start, gen uint64) error {
 	s := st.s
 	ctx, cancel := context.WithCancelCause(s.ctx)
+	car := !st.peer.noImport.Load()
 	s.mu.Lock()
 	st.cancel = cancel
 	first := s.at(start)
 	wake := st.wake
+	if car {
+		s.stats.Imports++
+	}
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -188,28 +205,46 @@ func (st *stream) request(start, gen uint64) error {
 
 	body := &putBody{
 		st: st, gen: gen, ctx: ctx, wake: wake, boundary: s.boundary,
-		prefix: first.prefix, start: start, next: start,
+		prefix: first.prefix, car: car, start: start, next: start,
 	}
-	args := url.Values{
-		"cid-codec":       {multicodec.Code(first.codec).String()},
-		"mhtype":          {mh.Codes[first.prefix.mhType]},
-		"mhlen":           {strconv.Itoa(first.prefix.mhLen)},
-		"pin":             {"false"},
-		"allow-big-block": {"true"},
+	cmd, args := "dag/import", importArgs
+	if !car {
+		cmd = "block/put"
+		args = url.Values{
+			"cid-codec":       {multicodec.Code(first.codec).String()},
+			"mhtype":          {mh.Codes[first.prefix.mhType]},
+			"mhlen":           {strconv.Itoa(first.prefix.mhLen)},
+			"pin":             {"false"},
+			"allow-big-block": {"true"},
+		}
 	}
-	resp, err := st.peer.rpc.Post(ctx, "block/put", args, body, "multipart/form-data; boundary="+s.boundary)
+	resp, err := st.peer.rpc.Post(ctx, cmd, args, body, "multipart/form-data; boundary="+s.boundary)
 	if err != nil {
+		if car && refusesImport(err) {
+			st.peer.noImport.Store(true)
+			return fmt.Errorf("%w: %w", errNoImport, err)
+		}
 		return causeOf(ctx, err)
 	}
 	defer resp.Body.Close()
 	r := kuborpc.NewLineReader(resp.Body)
+	var stats *importStats
 	for {
 		line, err := r.Next()
 		if err == io.EOF {
+			if car {
+				return st.endOfImport(resp.Trailer.Get(kuborpc.StreamErrorTrailer), start, stats)
+			}
 			return st.endOfResponse(resp.Trailer.Get(kuborpc.StreamErrorTrailer))
 		}
 		if err != nil {
 			return causeOf(ctx, err)
+		}
+		if car {
+			if stats, err = decodeImportLine(line, stats); err != nil {
+				return err
+			}
+			continue
 		}
 		if err := st.ack(line); err != nil {
 			return err
@@ -277,10 +312,12 @@ func (st *stream) endOfResponse(streamErr string) error {
 }
 
 // watch is the session's watchdog: it cancels the request of every peer
-// that has owed an acknowledgement for StallTimeout (then retried).
+// that has owed an acknowledgement for StallTimeout (then retried), and
+// drops peers that lag (see lagging).
 func (s *Session) watch() {
-	stall := s.f.cfg.stallTimeout
-	t := time.NewTicker(min(max(stall/8, 10*time.Millisecond), time.Second))
+	cfg := &s.f.cfg
+	stall := cfg.stallTimeout
+	t := time.NewTicker(min(max(min(stall, cfg.lagTimeout)/8, 10*time.Millisecond), time.Second))
 	defer t.Stop()
 	type stalled struct {
 		cancel context.CancelCauseFunc
@@ -299,10 +336,59 @@ func (s *Session) watch() {
 					st.cancel = nil
 				}
 			}
+			lag := s.laggingLocked(now)
 			s.mu.Unlock()
 			for _, c := range cancels {
 				c.cancel(c.err)
 			}
+			for _, st := range lag {
+				st.dropLagging()
+			}
 		}
+	}
+}
+
+// laggingLocked returns the live peers to drop because the quorum does not
+// need them (issue 11: a SIGSTOPped peer held every add for StallTimeout
+// times its retries): a peer lags when it holds up the session, i.e. a Put
+// waits for room and the peer is the furthest behind, or Close waits for
+// it, and it owes an acknowledgement with no progress for LagTimeout.
+// They are dropped only if the other live peers still make minOK.
+func (s *Session) laggingLocked(now time.Time) []*stream {
+	if s.err != nil || (s.waiting == 0 && !s.closing) {
+		return nil
+	}
+	var lag []*stream
+	live := 0
+	for _, st := range s.streams {
+		if st.err != nil {
+			continue
+		}
+		live++
+		holding := s.closing || st.acked == s.base
+		if holding && st.owed() && now.Sub(st.since) >= s.f.cfg.lagTimeout {
+			lag = append(lag, st)
+		}
+	}
+	if live-len(lag) < s.minOK {
+		return nil
+	}
+	return lag
+}
+
+// dropLagging drops st's peer for lagging and ends its request; its
+// goroutine then returns without a retry.
+func (st *stream) dropLagging() {
+	s := st.s
+	s.mu.Lock()
+	cancel := st.cancel
+	s.stats.Lagging++
+	acked, written := st.acked, st.written
+	s.mu.Unlock()
+	err := fmt.Errorf("%w: %w: no progress for %v while the other peers made the quorum (%d of %d blocks acknowledged)",
+		ErrPeerUnavailable, ErrLagging, s.f.cfg.lagTimeout, acked, written)
+	st.drop(err)
+	if cancel != nil {
+		cancel(err)
 	}
 }

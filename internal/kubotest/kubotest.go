@@ -462,6 +462,20 @@ func (d *Daemon) Kill() {
 	<-d.done
 }
 
+// Signal sends sig to the daemon process, e.g. SIGSTOP to freeze it as a
+// hung peer would be. A test that stops it must SIGCONT it in a cleanup
+// registered after StartDaemon (cleanups run last-in first-out), so that
+// the daemon can shut down cleanly.
+func (d *Daemon) Signal(sig os.Signal) error {
+	if err := d.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("cannot signal ipfs daemon %d: %w", d.cmd.Process.Pid, err)
+	}
+	return nil
+}
+
+// Pid returns the daemon's process ID, e.g. to read its CPU time.
+func (d *Daemon) Pid() int { return d.cmd.Process.Pid }
+
 // Exited reports whether the daemon process has exited.
 func (d *Daemon) Exited() bool {
 	select {
