@@ -21,8 +21,8 @@ import (
 // fakeKubo is an HTTP server on 127.0.0.1 that answers /api/v0/id and
 // /api/v0/repo/stat like kubo, and block/put and pin/add as the test says.
 type fakeKubo struct {
-	srv      *httptest.Server
-	id       string
+	srv       *httptest.Server
+	id        string
 	blockPut  http.HandlerFunc
 	pinAdd    http.HandlerFunc
 	dagImport http.HandlerFunc // nil: 404, as a kubo without dag/import

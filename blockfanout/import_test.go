@@ -263,4 +263,3 @@ func TestStoppedPeerNeeded(t *testing.T) {
 		t.Errorf("Stats.Lagging = %d, want 0: the quorum needs both peers", st.Lagging)
 	}
 }
-
