@@ -30,6 +30,16 @@
 // codec and links of each block, never its data: about 100 bytes per block
 // and 50 per link.
 //
+// # Cancellation
+//
+// Every Read of the upload first checks the import's context, and the
+// goroutine that verifies and stores blocks waits on it too, so a cancelled
+// import returns the context's error at the next Read and returns no roots.
+// A Read already blocked in the upload cannot be interrupted from Go, and
+// Import returns only once its reader goroutine is done with the stream:
+// the caller must close it (the REST layer closes the connection) or give
+// it a read deadline.
+//
 // # Errors
 //
 // Every error for a bad CAR wraps one sentinel (ErrMalformed,

@@ -49,7 +49,7 @@ func Import(ctx context.Context, r io.Reader, pool *ingest.HashPool, sink ingest
 	if o.maxRoots >= 0 && o.maxRoots < o.minRoots {
 		return nil, fmt.Errorf("cannot import CAR: AllowRoots(%d, %d) allows no number of roots", o.minRoots, o.maxRoots)
 	}
-	im := &importer{ctx: ctx, o: o, pool: pool, sink: sink, in: newInput(r)}
+	im := &importer{ctx: ctx, o: o, pool: pool, sink: sink, in: newInput(ctx, r)}
 	_, im.recycle = sink.(ingest.CopyingSink)
 	_, im.eager = sink.(ingest.ConcurrentSink)
 	// The reader goroutine is done with the input when stream returns.

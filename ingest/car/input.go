@@ -2,6 +2,7 @@ package car
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -29,10 +30,30 @@ type input struct {
 	end uint64 // with v2: offset of the first byte after the data payload
 }
 
-func newInput(r io.Reader) *input {
+func newInput(ctx context.Context, r io.Reader) *input {
 	br := readerPool.Get().(*bufio.Reader)
-	br.Reset(r)
+	br.Reset(&ctxReader{r: r, done: ctx.Done(), ctx: ctx})
 	return &input{br: br}
+}
+
+// ctxReader ends the reading of a CAR once the import's context is done:
+// each Read first checks it, so that a cancelled import stops at the next
+// Read of a slow upload instead of reading on to the end of a 2 MiB block.
+// A Read already blocked in r cannot be interrupted: the caller must close
+// r (the REST layer closes the connection).
+type ctxReader struct {
+	r    io.Reader
+	done <-chan struct{}
+	ctx  context.Context
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	select {
+	case <-c.done:
+		return 0, c.ctx.Err()
+	default:
+	}
+	return c.r.Read(p)
 }
 
 // release returns the buffer to the pool; in must not be used afterwards.

@@ -126,6 +126,9 @@ func putNode(ctx context.Context, sink ingest.Sink, n blocks.Block) error {
 // per directory with children before parents, in name order, as kubo's
 // Adder.outputDirs does.
 func (d *dir) build(ctx context.Context, o *Options, sink ingest.Sink, emit func(Output) error) (cid.Cid, uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return cid.Undef, 0, fmt.Errorf("cannot build directory %q: %w", d.name, err)
+	}
 	opts := []uio.DirectoryOption{
 		uio.WithCidBuilder(o.builder),
 		uio.WithMaxLinks(o.MaxDirectoryLinks),
@@ -153,7 +156,12 @@ func (d *dir) build(ctx context.Context, o *Options, sink ingest.Sink, emit func
 	}
 	// Children are added in upload order, as MFS does; the encoding sorts
 	// links, and the HAMT does not depend on the order.
-	for _, name := range d.order {
+	for i, name := range d.order {
+		if i%1024 == 1023 {
+			if err := ctx.Err(); err != nil {
+				return cid.Undef, 0, fmt.Errorf("cannot build directory %q: %w", d.name, err)
+			}
+		}
 		c := d.children[name]
 		if err := ud.AddChild(ctx, name, ref{c.cid, c.tsize}); err != nil {
 			return cid.Undef, 0, fmt.Errorf("cannot add %q to directory %q: %w", name, d.name, err)

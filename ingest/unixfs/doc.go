@@ -33,6 +33,17 @@
 // not disturb each other. Only names and child CIDs are kept, about a
 // hundred bytes per entry; at most DefaultMaxEntries entries per upload.
 //
+// # Cancellation
+//
+// Import observes its context everywhere it loops: before each entry,
+// before each Read of a file (the chunker reads through a wrapper that
+// checks it), while waiting for a leaf, and before each directory it
+// builds; it then returns the context's error and reports no CID for the
+// file or directory it was in. A Read already blocked in the upload cannot
+// be interrupted from Go, and Import returns only once its reader
+// goroutine is done with the body: the caller must close the body (the
+// REST layer closes the connection) or give it a read deadline.
+//
 // # Options
 //
 // Options mirror kubo's add options and rules (Options.Resolve): CIDv1

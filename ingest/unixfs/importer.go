@@ -67,6 +67,9 @@ func Import(ctx context.Context, r EntryReader, o *Options, pool *ingest.HashPoo
 	entries := 0
 	open := "" // unwrapped top-level entry the last entry belonged to
 	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		e, err := r.Next()
 		if err == io.EOF {
 			break
@@ -87,9 +90,6 @@ func Import(ctx context.Context, r EntryReader, o *Options, pool *ingest.HashPoo
 			}
 		}
 		if err := addEntry(ctx, top, e, o, pool, sink, emit); err != nil {
-			return nil, err
-		}
-		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 	}
