@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -413,18 +414,15 @@ func TestKillMidSession(t *testing.T) {
 
 			s := f.NewSession(context.Background(), f.peerList(), minOK)
 			var putErr error
-			var killed time.Time
 			for i, b := range blocks {
 				if i == killAt {
 					victim.Kill()
-					killed = time.Now()
 				}
 				if putErr = s.Put(context.Background(), b.c, b.data); putErr != nil {
 					break
 				}
 			}
 			res, err := s.Close(context.Background())
-			failedAfter := time.Since(killed)
 			want := []string{"kubo1", victim.URL(), victim.PeerID}
 
 			if minOK == 2 {
@@ -448,8 +446,10 @@ func TestKillMidSession(t *testing.T) {
 				wantErrT(t, putErr, ErrQuorum, want...)
 			}
 			wantErrT(t, err, ErrQuorum, want...)
-			if failedAfter > 10*time.Second {
-				t.Errorf("session failed %v after the kill; want it to fail fast", failedAfter)
+			// Fast: refused connections, retried and dropped, not a stall
+			// (a wall-clock bound would flake under -race).
+			if errors.Is(err, ErrStalled) {
+				t.Errorf("session failed with a stall: %v; want the refused connections", err)
 			}
 		})
 	}
@@ -475,14 +475,13 @@ func TestAllPeersDown(t *testing.T) {
 		_, err := f.Allocate(1, 1, nil)
 		wantErr(t, err, ErrNotEnoughPeers, "need at least 1, 0 of 2 live", "down0", "connection refused")
 
-		start := time.Now()
 		s := f.NewSession(context.Background(), f.peerList(), 1)
 		err = s.Put(context.Background(), block.c, block.data)
 		wantErr(t, err, ErrQuorum, "0 of 2 peers left", "down0", "down1", addrs[0], "peer unavailable")
 		_, err = s.Close(context.Background())
 		wantErr(t, err, ErrQuorum)
-		if d := time.Since(start); d > 100*time.Millisecond {
-			t.Errorf("failing took %v, want no request at all", d)
+		if n := s.Stats().Requests; n != 0 {
+			t.Errorf("%d requests, want none: the peers are known down", n)
 		}
 
 		// A peer that comes up is seen at the next check.
@@ -501,13 +500,14 @@ func TestAllPeersDown(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer f.Stop()
-		start := time.Now()
 		s := f.NewSession(context.Background(), f.peerList(), 1)
 		_ = s.Put(context.Background(), block.c, block.data)
 		_, err = s.Close(context.Background())
 		wantErr(t, err, ErrQuorum, "down0", "down1", "connection refused", "gave up after 4 attempts")
-		if d := time.Since(start); d > 5*time.Second || d > DefaultStallTimeout/10 {
-			t.Errorf("failing took %v, want well under the stall timeout", d)
+		// 4 attempts per peer (the first, then MaxRetries), each refused:
+		// no stall timeout was waited for.
+		if n := s.Stats().Requests; n != 8 || errors.Is(err, ErrStalled) {
+			t.Errorf("%d requests (want 8), error %v (want no stall)", n, err)
 		}
 	})
 }
@@ -590,14 +590,13 @@ func TestStop(t *testing.T) {
 		}
 		putErr <- err
 	}()
-	waitFor(t, 5*time.Second, "Put to wait for the stalled peer", func() bool { return s.Stats().PutWaits > 0 })
-	start := time.Now()
+	waitFor(t, time.Minute, "Put to wait for the stalled peer", func() bool { return s.Stats().PutWaits > 0 })
 	f.Stop()
 	wantErr(t, <-putErr, ErrStopped)
 	_, err = s.Close(context.Background())
 	wantErr(t, err, ErrStopped)
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("Stop and Close took %v", d)
+	if errors.Is(err, ErrStalled) {
+		t.Errorf("Close = %v; want Stop, not the stall timeout, to end it", err)
 	}
 	if err := f.Start(context.Background()); !errors.Is(err, ErrStopped) {
 		t.Errorf("Start after Stop = %v, want ErrStopped", err)
@@ -664,7 +663,9 @@ func TestCloseContext(t *testing.T) {
 func TestPinStall(t *testing.T) {
 	t.Parallel()
 	fake := newFakeKubo(t, fakeID("Slow"), 1<<30, nil)
+	var pinCalls atomic.Int32
 	fake.pinAdd = func(w http.ResponseWriter, r *http.Request) {
+		pinCalls.Add(1)
 		writeJSON(w, map[string]int{"Progress": 1})
 		w.(http.Flusher).Flush()
 		for {
@@ -679,14 +680,13 @@ func TestPinStall(t *testing.T) {
 	}
 	f := startFanout(t, Config{Peers: []PeerConfig{{Name: "slow", URL: fake.URL()}}, StallTimeout: 300 * time.Millisecond, MaxRetries: -1})
 	c := randomBlocks(t, 92, 1, 10, mh.SHA2_256)[0].c
-	start := time.Now()
 	res, err := f.Pin(context.Background(), f.peerList(), c, "", true)
 	wantErr(t, err, ErrQuorum, "slow", "peer stalled", c.String())
 	if !errors.Is(res.Failed["slow"], ErrStalled) || !errors.Is(res.Failed["slow"], kuborpc.ErrStalled) || !errors.Is(res.Failed["slow"], ErrPeerUnavailable) {
 		t.Errorf("Failed = %v, want slow stalled and unavailable", res.Failed)
 	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("Pin took %v to notice the stall", d)
+	if n := pinCalls.Load(); n != 1 {
+		t.Errorf("%d pin/add calls, want 1 (MaxRetries -1): the stall ends the one call", n)
 	}
 }
 

@@ -26,7 +26,29 @@
 //
 // # Wire
 //
-// Each peer of a session gets one long-lived streaming
+// By default each peer of a session gets its blocks as CAR segments: a
+// series of POST /api/v0/dag/import?pin-roots=false&stats=true&…
+// requests, each one multipart part holding a CARv1 stream (a header with
+// no roots, then one section per block, written from the caller's slice
+// as blocks arrive). The root is pinned afterwards by Pin, so a segment
+// needs none, and kubo's reader (go-car v2's BlockReader) accepts an empty
+// roots list. kubo answers a dag/import only once it has read and stored
+// the whole CAR, with {"Stats":{"BlockCount","BlockBytesCount"}}: that
+// answer, checked against the blocks and bytes the request sent, is the
+// acknowledgement of every block of the segment at once. A segment
+// therefore ends at half a queue (Config.QueueBlocks/2 blocks,
+// Config.QueueBytes/2 bytes), at the end of the session, or as soon as a
+// Put waits for this peer, so that the other half of the queue takes new
+// blocks while kubo commits the segment. kubo stores a CAR in batches
+// (PutMany) and spends about half the CPU per block of block/put
+// (BENCHMARKS.md, issue 12); fast-provide-root and fast-provide-dag are
+// off, since a segment has no roots to announce.
+//
+// A peer whose dag/import answers 403, 404, 405 or 501 (a kubo without
+// it, or a proxy that filters it), or answers without stats, gets
+// block/put instead, at once and for the rest of the Fanout's life
+// (Peer.Wire); Config.BlockPut forces block/put for every peer. Then the
+// peer gets one long-lived streaming
 // POST /api/v0/block/put?cid-codec=…&mhtype=…&mhlen=…&pin=false&allow-big-block=true
 // (query from the first block), one multipart part per block, written as
 // blocks arrive. kubo answers {"Key","Size"} per part while the request is
@@ -42,12 +64,18 @@
 //     for that last block.
 //   - kubo hashes every part with the query's mhtype and mhlen. A block with
 //     another hash function or length ends the request (closing delimiter,
-//     wait for the answers) and opens a new one with its own prefix.
+//     wait for the answers) and opens a new one with its own prefix. (A CAR
+//     segment carries each block's own CID, so dag/import has no such
+//     break.)
 //   - kubo sends "Connection: close" when it answers before reading the
 //     whole body (go-ipfs-cmds), which a streaming block/put always does, so
-//     its connection is not reused. Liveness checks, pins and small sessions
-//     do reuse connections (Config.Client's transport keeps them).
+//     its connection is not reused. A dag/import answers after the body, so
+//     its connection is reused, as are those of liveness checks and pins.
 //   - Identity-hash blocks are not sent; kubo does not store them.
+//
+// A retry (either wire) reopens a request from the first block the peer
+// has not acknowledged; for dag/import that is the first block of the
+// failed segment.
 //
 // # Memory and goroutines
 //
@@ -64,7 +92,8 @@
 // it acknowledges them or is dropped.
 //
 // Per peer and session there is one goroutine reading answers (and
-// retrying) and the HTTP transport's writer, which runs the body's WriteTo;
+// retrying) and the HTTP transport's writer, which runs the body's WriteTo
+// (one request per peer at a time, either wire);
 // plus one watchdog per session and one liveness goroutine per Fanout.
 // Nothing is started per block. Every goroutine is tracked: Close waits for
 // a session's, Stop for all.
@@ -78,7 +107,12 @@
 // it has not acknowledged; after Config.MaxRetries it is dropped. As soon
 // as fewer than minOK peers remain, the session fails: Put and Close return
 // ErrQuorum naming each failed peer (name, URL, kubo peer ID) and its
-// error, without waiting for the healthy peers. Peers that the liveness
+// error, without waiting for the healthy peers. A peer that the quorum
+// does not need (the others still make minOK) and that holds up Put or
+// Close, owing an answer with no progress for Config.LagTimeout, is
+// dropped at once with ErrLagging, without retries: a hung (SIGSTOPped)
+// peer costs an add LagTimeout, not StallTimeout times its retries (issue
+// 11). Peers that the liveness
 // check found down are dropped when the session starts, so a session whose
 // peers are all down fails on its first Put.
 //

@@ -247,18 +247,23 @@ func TestStoppedPeerNeeded(t *testing.T) {
 	t.Cleanup(func() { _ = ds[1].Signal(syscall.SIGCONT) })
 	s := f.NewSession(context.Background(), f.peerList(), 2)
 	putAll(t, s, randomBlocks(t, 108, 4, 256<<10, mh.SHA2_256))
-	// Wait until the lag rule had many chances to (wrongly) fire: the
-	// watchdog ticks every 10ms here; wait for the victim to owe.
+	ctx, cancel := context.WithCancel(context.Background())
+	closed := make(chan error, 1)
+	go func() {
+		_, err := s.Close(ctx)
+		closed <- err
+	}()
+	// Let the lag rule have many chances to (wrongly) fire: the watchdog
+	// ticks every 10ms here; wait until the victim owed its answer for 20
+	// lag timeouts.
 	waitFor(t, time.Minute, "the stopped peer to owe an answer for 20 lag timeouts", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		st := s.streams[1]
 		return st.owed() && time.Since(st.since) > 20*f.cfg.lagTimeout
 	})
-	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := s.Close(ctx)
-	wantErr(t, err, context.Canceled)
+	wantErr(t, <-closed, context.Canceled)
 	if st := s.Stats(); st.Lagging != 0 {
 		t.Errorf("Stats.Lagging = %d, want 0: the quorum needs both peers", st.Lagging)
 	}

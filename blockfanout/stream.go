@@ -18,7 +18,20 @@ import (
 	"github.com/ingestd/ingestd/kuborpc"
 )
 
-// stream is one peer of a session.
+// stream is one peer of a session. Its states, all changed under s.mu:
+//
+//	idle ──waitWork: a block to send (acked < s.end)──▶ open (gen++)
+//	open ──request returned nil (all it sent acknowledged)──▶ idle
+//	open ──request failed──▶ idle after a backoff (attempts++), or dropped
+//	idle ──Close called, acked == s.end──▶ complete (final)
+//	any  ──retries spent, permanent error, lagging (watch), known down at
+//	       NewSession, or the session failed──▶ dropped: err set (final)
+//
+// While open, the body writer (transport goroutine) moves written and
+// ackable forward and sets started, busy and bodyDone; the answer reader
+// (run's goroutine) moves acked forward: per part for block/put, all at
+// once at the end for dag/import. A writer of an older request sees gen
+// changed (or open false) and stops with errRequestAborted.
 type stream struct {
 	s    *Session
 	peer *Peer
