@@ -1,14 +1,13 @@
 package restapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
+	"strings"
 	"time"
 
 	cid "github.com/ipfs/go-cid"
@@ -94,6 +93,17 @@ func (s *Server) handleAdd(ctx *fasthttp.RequestCtx) error {
 		s.cfg.Metrics.AdmissionRejected()
 		return errTooBusy
 	}
+	untrack := func() {}
+	if !p.StreamChannels {
+		// Tracked as startStream tracks a streamed add: Shutdown must not
+		// close the hash pool and the store under it.
+		done, ok := s.track()
+		if !ok {
+			<-s.addSem
+			return errShuttingDown
+		}
+		untrack = done
+	}
 	actx, cancel := context.WithCancel(s.baseCtx)
 	// The embedded store's collection waits for the add: the blocks it
 	// stores, or finds already stored, are unpinned until its pin is
@@ -102,8 +112,12 @@ func (s *Server) handleAdd(ctx *fasthttp.RequestCtx) error {
 	if p.OnlyHash {
 		hold()
 	}
-	release := func() { hold(); cancel(); <-s.addSem }
+	release := func() { hold(); cancel(); <-s.addSem; untrack() }
 	body := s.requestBody(actx, ctx)
+	// The connection of an add is not reused: its reads may be cut by a
+	// past deadline (requestBody), and a failed add's upload may not have
+	// been read to its end.
+	ctx.Response.Header.SetConnectionClose()
 	mr := multipart.NewReader(body, boundary)
 	first, err := mr.Next()
 	if err == io.EOF {
@@ -133,8 +147,7 @@ func (s *Server) handleAdd(ctx *fasthttp.RequestCtx) error {
 	}
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.Header.Set("X-Chunked-Output", "1")
-	ctx.Response.Header.SetConnectionClose()
-	s.startStream(ctx, actx, cancel, false, func(actx context.Context, send func([]byte) error) error {
+	err = s.startStream(ctx, actx, cancel, false, func(actx context.Context, send func([]byte) error) error {
 		defer release()
 		err := s.runAdd(actx, p, t, entries, func(o unixfs.Output) error {
 			b, err := s.encodeOutput(o, p, t)
@@ -148,37 +161,10 @@ func (s *Server) handleAdd(ctx *fasthttp.RequestCtx) error {
 		}
 		return err
 	})
-	return nil
-}
-
-// maxDrain is how much of an upload is still read after the add failed.
-const maxDrain = 32 << 20
-
-// drainStall bounds how long a client that stopped sending may hold a
-// rejected add's drain.
-const drainStall = 5 * time.Second
-
-// drainUnread reads up to maxDrain of a request body that was not read,
-// for an add rejected before its upload: a client still sending when the
-// server closes would get a connection reset instead of the answer.
-func (s *Server) drainUnread(ctx *fasthttp.RequestCtx) {
-	r := ctx.RequestBodyStream()
-	if r == nil {
-		return
+	if err != nil {
+		release()
 	}
-	drainBody(&stallReader{ctx: s.baseCtx, r: r, conn: ctx.Conn(), timeout: drainStall})
-	if c := ctx.Conn(); c != nil {
-		_ = c.SetReadDeadline(time.Time{})
-	}
-}
-
-// drainBody reads what is left of a failed upload, up to maxDrain: the
-// response ends with Connection: close, and closing a socket with unread
-// data resets it, so a client still sending (most do not read before they
-// have sent everything) would get a write error instead of the error in
-// the trailer. A longer rest is cut off; so is a stalled one.
-func drainBody(body io.Reader) {
-	_, _ = io.CopyN(io.Discard, body, maxDrain)
+	return err
 }
 
 func (s *Server) addBuffered(actx context.Context, ctx *fasthttp.RequestCtx, p *AddParams, t *target, entries unixfs.EntryReader) error {
@@ -275,7 +261,9 @@ func (s *Server) importAdd(ctx context.Context, p *AddParams, t *target, entries
 			}
 			held = nil
 		}
-		if o.IsProgress() {
+		if o.IsProgress() || strings.Contains(o.Name, "/") {
+			// Only a top-level entry can be a root: "d/a" is
+			// followed by "d" at least.
 			return emit(o)
 		}
 		held = &o
@@ -375,45 +363,4 @@ func (q argsQuery) VisitAll(f func(k, v string)) {
 	for k, v := range q.a.All() {
 		f(string(k), string(v))
 	}
-}
-
-// requestBody is the request body as a stream. fasthttp streams only
-// bodies that outgrow Server.MaxRequestBodySize or arrive chunked; a small
-// body with a Content-Length has been read already.
-//
-// It is not buffered here: the multipart reader buffers what it must and
-// reads file content straight into chunk buffers, so that one read(2)
-// puts upload bytes where they are hashed.
-func (s *Server) requestBody(actx context.Context, ctx *fasthttp.RequestCtx) io.Reader {
-	if r := ctx.RequestBodyStream(); r != nil {
-		return &stallReader{ctx: actx, r: r, conn: ctx.Conn(), timeout: s.cfg.BodyStallTimeout}
-	}
-	return bytes.NewReader(ctx.PostBody())
-}
-
-// stallReader moves the connection's read deadline forward before every
-// read, so that an upload fails when its client stops sending for the
-// stall timeout, however long the whole upload takes. Once the add's
-// context ends it stops reading: lineStream.Close cancels it and then sets
-// a past deadline, and the second check below keeps a concurrent Read from
-// moving that deadline forward again.
-type stallReader struct {
-	ctx     context.Context
-	r       io.Reader
-	conn    net.Conn
-	timeout time.Duration
-}
-
-func (s *stallReader) Read(p []byte) (int, error) {
-	if err := s.ctx.Err(); err != nil {
-		return 0, err
-	}
-	if s.conn != nil {
-		_ = s.conn.SetReadDeadline(time.Now().Add(s.timeout))
-		if err := s.ctx.Err(); err != nil {
-			_ = s.conn.SetReadDeadline(time.Now())
-			return 0, err
-		}
-	}
-	return s.r.Read(p)
 }

@@ -271,7 +271,7 @@ func (s *Server) handleRecoverAll(ctx *fasthttp.RequestCtx) error {
 // the X-Stream-Error trailer after.
 func (s *Server) streamJSON(ctx *fasthttp.RequestCtx, produce func(ctx context.Context, send func(any) error) error) {
 	pctx, cancel := context.WithCancel(s.baseCtx)
-	s.startStream(ctx, pctx, cancel, true, func(pctx context.Context, sendLine func([]byte) error) error {
+	err := s.startStream(ctx, pctx, cancel, true, func(pctx context.Context, sendLine func([]byte) error) error {
 		return produce(pctx, func(v any) error {
 			b, err := json.Marshal(v)
 			if err != nil {
@@ -280,4 +280,7 @@ func (s *Server) streamJSON(ctx *fasthttp.RequestCtx, produce func(ctx context.C
 			return sendLine(append(b, '\n'))
 		})
 	})
+	if err != nil {
+		writeError(ctx, err)
+	}
 }

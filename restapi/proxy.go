@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -70,7 +72,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, c *ClusterConfig) error {
 		size = int(resp.ContentLength)
 	}
 	ctx.Response.ImmediateHeaderFlush = true
-	ctx.SetBodyStream(&proxyBody{resp: resp, hdr: &ctx.Response.Header, cancel: cancel}, size)
+	ctx.SetBodyStream(&proxyBody{resp: resp, hdr: &ctx.Response.Header, cancel: cancel, conn: ctx.Conn(), writeStall: s.cfg.WriteStallTimeout}, size)
 	return nil
 }
 
@@ -82,10 +84,15 @@ type proxyBody struct {
 	resp   *http.Response
 	hdr    *fasthttp.ResponseHeader
 	cancel context.CancelFunc
+	// conn's write deadline moves forward by writeStall with every read
+	// (extendWrite): a long stream is not cut, a stopped reader is.
+	conn       net.Conn
+	writeStall time.Duration
 }
 
 func (p *proxyBody) Read(b []byte) (int, error) {
 	n, err := p.resp.Body.Read(b)
+	extendWrite(p.conn, p.writeStall)
 	if err == io.EOF {
 		if vs := p.resp.Trailer.Values("X-Stream-Error"); len(vs) > 0 && strings.Join(vs, "") != "" {
 			p.hdr.Set("X-Stream-Error", strings.Join(vs, "; "))

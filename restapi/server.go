@@ -57,6 +57,32 @@ type Config struct {
 	// BodyStallTimeout fails an upload whose body sends nothing for this
 	// long. Default 60s.
 	BodyStallTimeout time.Duration
+	// MinUploadRate is the slowest an upload may arrive, in bytes per
+	// second, measured over every BodyStallTimeout of time spent waiting
+	// for the client: a client trickling its upload cannot hold an add
+	// slot. Default 1024; negative: no minimum.
+	MinUploadRate int
+	// HeaderTimeout bounds how long a connection may take to send a
+	// request line and headers (a TLS handshake included), and the body
+	// of every request but POST /add. Default 30s, IPFS Cluster's
+	// read_header_timeout.
+	HeaderTimeout time.Duration
+	// IdleTimeout closes a kept-alive connection that sends no next
+	// request for this long. Default 2m, as IPFS Cluster.
+	IdleTimeout time.Duration
+	// WriteStallTimeout fails a response of which the client accepts
+	// nothing for this long, however long the whole response streams: a
+	// client that stops reading an add's output loses its add (and its
+	// slot) instead of holding it. Default 60s.
+	WriteStallTimeout time.Duration
+	// MaxConnections bounds the connections open at once; one more is
+	// answered 503 and closed. Default 10,000, or half the process's
+	// file descriptor limit if that is lower.
+	MaxConnections int
+	// MaxConnectionsPerIP bounds the connections open at once from one
+	// client address; one more is answered 429 and closed. Default 1,024
+	// (at most MaxConnections); negative: no per-address limit.
+	MaxConnectionsPerIP int
 	// ShutdownTimeout bounds how long Shutdown lets in-flight adds finish
 	// before cancelling them. Default 30s.
 	ShutdownTimeout time.Duration
@@ -105,13 +131,16 @@ type Server struct {
 
 	listenAddr atomic.Value // net.Addr of the last Serve, for /id
 
+	stalledUploads atomic.Int64 // uploads ended by BodyStallTimeout or MinUploadRate
+
 	metricsOnce sync.Once
 	metricsHTTP fasthttp.RequestHandler
 
-	lnMu          sync.Mutex // guards lns, shut, pinnerStarted
+	lnMu          sync.Mutex // guards lns, shut, pinnerStarted, draining
 	lns           []net.Listener
 	shut          bool
 	pinnerStarted bool
+	draining      bool // Shutdown waits for adds: track refuses new ones
 
 	peersMu sync.Mutex
 	removed map[string]blockfanout.PeerConfig // DELETE /peers, by peer ID, so POST /peers can restore them
@@ -143,6 +172,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 30 * time.Second
 	}
+	cfg.limitDefaults()
 	s := &Server{cfg: cfg, addSem: make(chan struct{}, cfg.MaxConcurrentAdds), pinner: cfg.Pinner, removed: map[string]blockfanout.PeerConfig{}}
 	if cfg.Cluster != nil {
 		b, err := newClusterBackend(s, *cfg.Cluster)
@@ -176,10 +206,15 @@ func New(cfg Config) (*Server, error) {
 		DisablePreParseMultipartForm: true,
 		// With StreamRequestBody this is only how much of a body is read
 		// before the handler runs; /add reads the rest as a stream.
-		MaxRequestBodySize:   1 << 20,
-		ReadBufferSize:       8 << 10, // request line + headers; cluster allows 4 KiB plus slack
-		ReadTimeout:          0,       // uploads may be long; slow clients are bounded by IdleTimeout between requests
-		IdleTimeout:          2 * time.Minute,
+		MaxRequestBodySize: 1 << 20,
+		ReadBufferSize:     8 << 10, // request line + headers; cluster allows 4 KiB plus slack
+		// The first request's line and headers, and bodies other than
+		// uploads, which uploadReader bounds by its stall and rate.
+		ReadTimeout: cfg.HeaderTimeout,
+		IdleTimeout: cfg.IdleTimeout,
+		// Set before each response is written; streamed responses move it
+		// forward with every object (extendWrite).
+		WriteTimeout:         cfg.WriteStallTimeout,
 		NoDefaultContentType: true,
 		CloseOnShutdown:      true,
 	}
@@ -214,7 +249,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.lnMu.Unlock()
 	s.listenAddr.Store(ln.Addr())
-	return s.srv.Serve(ln)
+	return s.srv.Serve(newLimitListener(ln, s.cfg.MaxConnections, s.cfg.MaxConnectionsPerIP, s.logf))
 }
 
 // Shutdown stops accepting connections and waits for in-flight requests.
@@ -235,12 +270,32 @@ func (s *Server) Shutdown() error {
 	if errors.Is(err, net.ErrClosed) {
 		err = nil // closed above
 	}
+	s.lnMu.Lock()
+	s.draining = true
+	s.lnMu.Unlock()
 	s.cancel()
 	s.adds.Wait()
 	if s.ownPinner {
 		s.pinner.Stop()
 	}
 	return err
+}
+
+// errShuttingDown answers requests that would start work Shutdown no
+// longer waits for.
+var errShuttingDown = &StatusError{Code: 503, RetryAfter: 5, Err: errors.New("server is shutting down")}
+
+// track counts work that Shutdown must wait for (adds, streams); it
+// refuses once Shutdown has started waiting, so that no Add races the
+// WaitGroup's Wait. done must be called when the work ends.
+func (s *Server) track() (done func(), ok bool) {
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
+	if s.draining {
+		return nil, false
+	}
+	s.adds.Add(1)
+	return s.adds.Done, true
 }
 
 // logf logs a background error.

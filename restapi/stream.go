@@ -25,6 +25,8 @@ type lineStream struct {
 	hdr    *fasthttp.ResponseHeader
 	conn   net.Conn
 	cancel context.CancelFunc
+	// writeStall is how long the client may take to accept each object.
+	writeStall time.Duration
 }
 
 // startStream runs produce on a tracked goroutine and makes its output the
@@ -40,13 +42,21 @@ type lineStream struct {
 // On success no X-Stream-Error value is sent: IPFS Cluster sends an empty
 // one on the listing streams, fasthttp cannot, and clients treat an absent
 // and an empty trailer alike (spec §6.3).
-func (s *Server) startStream(ctx *fasthttp.RequestCtx, pctx context.Context, cancel context.CancelFunc, waitFirst bool, produce func(ctx context.Context, send func([]byte) error) error) {
+//
+// It fails only when the server is shutting down; produce then never runs.
+func (s *Server) startStream(ctx *fasthttp.RequestCtx, pctx context.Context, cancel context.CancelFunc, waitFirst bool, produce func(ctx context.Context, send func([]byte) error) error) error {
+	done, ok := s.track()
+	if !ok {
+		cancel()
+		return errShuttingDown
+	}
 	ls := &lineStream{
-		lines:  make(chan []byte, 64),
-		done:   make(chan struct{}),
-		hdr:    &ctx.Response.Header,
-		conn:   ctx.Conn(),
-		cancel: cancel,
+		lines:      make(chan []byte, 64),
+		done:       make(chan struct{}),
+		hdr:        &ctx.Response.Header,
+		conn:       ctx.Conn(),
+		cancel:     cancel,
+		writeStall: s.cfg.WriteStallTimeout,
 	}
 	send := func(b []byte) error {
 		select {
@@ -56,7 +66,8 @@ func (s *Server) startStream(ctx *fasthttp.RequestCtx, pctx context.Context, can
 			return pctx.Err()
 		}
 	}
-	s.adds.Go(func() {
+	go func() {
+		defer done()
 		defer close(ls.done)
 		defer close(ls.lines)
 		defer func() {
@@ -65,7 +76,7 @@ func (s *Server) startStream(ctx *fasthttp.RequestCtx, pctx context.Context, can
 			}
 		}()
 		ls.err = produce(pctx, send)
-	})
+	}()
 	if waitFirst {
 		first, ok := <-ls.lines
 		if !ok {
@@ -73,11 +84,11 @@ func (s *Server) startStream(ctx *fasthttp.RequestCtx, pctx context.Context, can
 			cancel()
 			if ls.err != nil {
 				writeError(ctx, ls.err)
-				return
+				return nil
 			}
 			ctx.SetContentType("application/json")
 			ctx.SetStatusCode(fasthttp.StatusNoContent)
-			return
+			return nil
 		}
 		ls.cur = first
 	}
@@ -86,6 +97,7 @@ func (s *Server) startStream(ctx *fasthttp.RequestCtx, pctx context.Context, can
 	ctx.SetContentType("application/json")
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetBodyStream(ls, -1)
+	return nil
 }
 
 // Read implements io.Reader; one call returns at most one object so that
@@ -104,7 +116,18 @@ func (ls *lineStream) Read(p []byte) (int, error) {
 	}
 	n := copy(p, ls.cur)
 	ls.cur = ls.cur[n:]
+	extendWrite(ls.conn, ls.writeStall)
 	return n, nil
+}
+
+// extendWrite moves a connection's write deadline forward before the next
+// piece of a streamed response is written: fasthttp sets one deadline for
+// the whole response, which would cut a long add, while none at all lets
+// a client that stopped reading hold the add (and its slot) for ever.
+func extendWrite(c net.Conn, d time.Duration) {
+	if c != nil && d > 0 {
+		_ = c.SetWriteDeadline(time.Now().Add(d))
+	}
 }
 
 // Close implements io.Closer. fasthttp calls it after the response, also

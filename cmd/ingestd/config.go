@@ -73,6 +73,9 @@ type Config struct {
 	// listings too, not only the raw blocks and CARs clients verify.
 	// Default false.
 	GatewayDeserialized bool `json:"gateway_deserialized"`
+	// Limits bound the connections, time and add slots clients may hold.
+	// Default: restapi's (docs/reliability.md).
+	Limits Limits `json:"limits"`
 }
 
 // PeerConfig is one kubo daemon: its RPC API URL and an optional name.
@@ -168,6 +171,9 @@ func (c *Config) validate() error {
 	if err := c.validateGateway(); err != nil {
 		return err
 	}
+	if err := c.Limits.validate(); err != nil {
+		return err
+	}
 	if c.BasicAuth != nil && len(c.BasicAuth) == 0 {
 		// As IPFS Cluster: an empty object is a mistake, not "auth off".
 		return errors.New("cannot use basic_auth_credentials: it is empty; remove it to turn auth off")
@@ -199,6 +205,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*C
 	tlsCert := fs.String("tls-cert", "", "serve over TLS with this PEM certificate (env INGESTD_TLS_CERT; needs --tls-key)")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert (env INGESTD_TLS_KEY)")
 	gatewayFlags := addGatewayFlags(fs)
+	limitFlags := addLimitFlags(fs)
 	cluster := fs.String("cluster", "", "run in front of the IPFS Cluster whose REST API is at this URL (env INGESTD_CLUSTER)")
 	clusterAuth := fs.String("cluster-basic-auth", "", "USER:PASSWORD for the cluster's REST API (env INGESTD_CLUSTER_BASIC_AUTH)")
 	clusterToken := fs.String("cluster-token", "", "JWT for the cluster's REST API (env INGESTD_CLUSTER_TOKEN)")
@@ -314,6 +321,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*C
 		}
 	})
 	if err := gatewayFlags.apply(c, fs, getenv); err != nil {
+		return nil, err
+	}
+	if err := limitFlags.apply(&c.Limits, getenv); err != nil {
 		return nil, err
 	}
 	c.defaults()

@@ -72,7 +72,9 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store, err := localstore.Open(filepath.Join(cfg.Data, "store"), localstore.Options{NoSync: cfg.NoFsync})
+	// The store logs through logger: a full disk makes it read-only, and
+	// it says so once (at startup too, when it opens read-only).
+	store, err := localstore.Open(filepath.Join(cfg.Data, "store"), localstore.Options{NoSync: cfg.NoFsync, Logf: logger.Printf})
 	if err != nil {
 		return fmt.Errorf("cannot open store: %w", err)
 	}
@@ -108,7 +110,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 		defer fanout.Stop()
 		logger.Printf("in front of the IPFS Cluster at %s", cfg.Cluster)
 	}
-	srv, err := restapi.New(restapi.Config{
+	apiCfg := restapi.Config{
 		Cluster:    cluster,
 		Logger:     logger,
 		Metrics:    reg,
@@ -121,7 +123,9 @@ func run(args []string, getenv func(string) string, stderr io.Writer) error {
 		Pool:       pool,
 		Fanout:     fanout,
 		BasicAuth:  cfg.BasicAuth,
-	})
+	}
+	cfg.Limits.toServer(&apiCfg)
+	srv, err := restapi.New(apiCfg)
 	if err != nil {
 		return err
 	}
