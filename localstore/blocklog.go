@@ -154,6 +154,32 @@ func openBlockLog(fs vfs.FS, dir string, db *pebble.DB, osFS bool) (*blockLog, e
 	if err := syncDir(fs, fs.PathDir(dir)); err != nil {
 		return nil, err
 	}
+	l, err := loadBlockLog(fs, dir, db, osFS, false)
+	if err != nil {
+		return nil, err
+	}
+	if osFS {
+		l.direct = newDirectWriter()
+	}
+	if err := l.newSegment(); err != nil {
+		l.close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// openBlockLogReadOnly opens the log for reads only, writing nothing (the
+// store is read-only, nospace.go): segments past the watermark are
+// ignored instead of removed, the watermark's segment is read up to it
+// instead of cut, and no segment is started, so append must not be
+// called (every write is refused before it).
+func openBlockLogReadOnly(fs vfs.FS, dir string, db *pebble.DB) (*blockLog, error) {
+	return loadBlockLog(fs, dir, db, false, true)
+}
+
+// loadBlockLog reads the log's state and finds its segments, removing
+// (unless readOnly) what lies past the watermark.
+func loadBlockLog(fs vfs.FS, dir string, db *pebble.DB, osFS, readOnly bool) (*blockLog, error) {
 	l := &blockLog{fs: fs, dir: dir, db: db, sizes: map[uint32]uint64{}, files: map[uint32]vfs.File{}, nextID: 1}
 	if v, closer, err := db.Get(keyNextSegment); err == nil {
 		l.nextID = binary.BigEndian.Uint32(v)
@@ -170,6 +196,9 @@ func openBlockLog(fs vfs.FS, dir string, db *pebble.DB, osFS bool) (*blockLog, e
 		return nil, fmt.Errorf("cannot read block log state: %w", err)
 	}
 	names, err := fs.List(dir)
+	if readOnly && errors.Is(err, os.ErrNotExist) {
+		names, err = nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot list block log %s: %w", dir, err)
 	}
@@ -183,6 +212,9 @@ func openBlockLog(fs vfs.FS, dir string, db *pebble.DB, osFS bool) (*blockLog, e
 		switch {
 		case uint32(id) > wmSeg || wmSeg == 0:
 			// Written after the last sync: nothing in it was acknowledged.
+			if readOnly {
+				continue
+			}
 			if err := fs.Remove(path); err != nil {
 				return nil, fmt.Errorf("cannot remove unsynced segment %s: %w", path, err)
 			}
@@ -192,7 +224,7 @@ func openBlockLog(fs vfs.FS, dir string, db *pebble.DB, osFS bool) (*blockLog, e
 				return nil, fmt.Errorf("cannot stat segment %s: %w", path, err)
 			}
 			size := uint64(st.Size())
-			if size > wmSize && osFS {
+			if size > wmSize && osFS && !readOnly {
 				// Past the watermark: never acknowledged, perhaps torn.
 				// Its bytes would be dead space forever (segments are
 				// frozen), so they go now. If the truncation is lost in a
@@ -215,13 +247,6 @@ func openBlockLog(fs vfs.FS, dir string, db *pebble.DB, osFS bool) (*blockLog, e
 		}
 	}
 	l.recovered.seg, l.recovered.size = wmSeg, wmSize
-	if osFS {
-		l.direct = newDirectWriter()
-	}
-	if err := l.newSegment(); err != nil {
-		l.close()
-		return nil, err
-	}
 	return l, nil
 }
 

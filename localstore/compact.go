@@ -101,6 +101,9 @@ func (s *Store) Compact(ctx context.Context) (CompactStats, error) {
 	if s.closed.Load() {
 		return CompactStats{}, ErrClosed
 	}
+	if err := s.writable(); err != nil {
+		return CompactStats{}, fmt.Errorf("cannot compact: %w", err)
+	}
 	s.compactMu.Lock()
 	defer s.compactMu.Unlock()
 	return s.compact(ctx)
@@ -198,7 +201,7 @@ func (s *Store) compactSegment(seg uint32, size uint64, st *CompactStats) error 
 	if err := b.Set(liveKey(seg), liveValue(0), nil); err != nil {
 		return fmt.Errorf("cannot compact segment %d: %w", seg, err)
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := s.wrote(b.Commit(pebble.Sync)); err != nil {
 		return fmt.Errorf("cannot compact segment %d: cannot move %d index entries: %w", seg, len(moves), err)
 	}
 	atStep("indexed")
@@ -336,7 +339,7 @@ func (s *Store) copyForward(seg uint32, moves []move) (int64, error) {
 			}
 			m.to, err = s.log.append(data)
 			if err != nil {
-				return copied, err
+				return copied, s.fail(err)
 			}
 			m.to.crc, m.to.hasCRC = crc, true
 			copied += int64(len(data))
@@ -391,7 +394,7 @@ func (s *Store) removeSegment(seg uint32) error {
 		return err
 	}
 	atStep("removed")
-	if err := s.db.Delete(liveKey(seg), pebble.NoSync); err != nil {
+	if err := s.wrote(s.db.Delete(liveKey(seg), pebble.NoSync)); err != nil {
 		return fmt.Errorf("cannot remove the count of segment %d: %w", seg, err)
 	}
 	return nil

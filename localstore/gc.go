@@ -75,6 +75,9 @@ func (s *Store) collect(ctx context.Context, roots func(yield func(Root) error) 
 	if s.closed.Load() {
 		return nil, CompactStats{}, ErrClosed
 	}
+	if err := s.writable(); err != nil {
+		return nil, CompactStats{}, fmt.Errorf("cannot collect garbage: %w", err)
+	}
 	s.compactMu.Lock()
 	defer s.compactMu.Unlock()
 	removed, err := s.markAndSweep(ctx, roots, links)
@@ -196,7 +199,7 @@ func (s *Store) sweep(ctx context.Context, live map[string]bool) ([]cid.Cid, err
 	}
 	// Synced (once per Collect): the blocks reported removed stay removed
 	// after a crash, and a compaction interrupted by one finds its counts.
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := s.wrote(b.Commit(pebble.Sync)); err != nil {
 		return nil, fmt.Errorf("cannot collect garbage: cannot drop %d index entries: %w", len(removed), err)
 	}
 	return removed, nil

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -77,6 +78,11 @@ type Options struct {
 	// means DefaultCompactThreshold (0.5); a negative value turns
 	// compaction off, leaving removed blocks' bytes on disk.
 	CompactThreshold float64
+
+	// Logf logs the store's one line about turning read-only (a write
+	// failed, see nospace.go) and pebble's first background error.
+	// Default nil: log.Printf.
+	Logf func(format string, args ...any)
 }
 
 // blocksPrefix is boxo's blockstore namespace; metaPrefix holds everything
@@ -102,7 +108,10 @@ type Store struct {
 	noSync bool
 	dir    string
 	closed atomic.Bool
-	gcMu   sync.RWMutex // Collect holds it to write, Hold to read; see gc.go
+	// health is the write state: writable, or read-only after a failed
+	// write or an Open without room (nospace.go).
+	*health
+	gcMu sync.RWMutex // Collect holds it to write, Hold to read; see gc.go
 	// compactMu is held by Collect and Compact: one of them at a time
 	// (compact.go). Collect takes it before gcMu.
 	compactMu sync.Mutex
@@ -116,9 +125,67 @@ func Open(dir string, opts Options) (*Store, error) {
 }
 
 func open(dir string, opts Options, popts *pebble.Options) (*Store, error) {
+	h := newHealth(opts.Logf)
+	h.listen(popts)
+	// A copy before pebble fills in its defaults (and wraps FS), for a
+	// read-only retry.
+	roOpts := *popts
+	roOpts.ReadOnly = true
+	if err := roomToOpen(dir); err != nil {
+		return openReadOnly(dir, opts, &roOpts, h, err)
+	}
+	s, err := openWritable(dir, opts, popts, h)
+	if err != nil && diskError(err) {
+		return openReadOnly(dir, opts, &roOpts, h, err)
+	}
+	return s, err
+}
+
+// openReadOnly opens the store read-only because cause kept it from
+// opening read-write; every write returns a *ReadOnlyError with cause.
+func openReadOnly(dir string, opts Options, popts *pebble.Options, h *health, cause error) (*Store, error) {
+	h.failure.Store(&ReadOnlyError{Err: cause, Since: time.Now()})
+	ds, err := pebbleds.NewDatastore(dir, pebbleds.WithPebbleOpts(popts))
+	if err != nil {
+		return nil, fmt.Errorf("cannot open block store in %s read-only (%w), after: %w", dir, err, cause)
+	}
+	fs := popts.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	log, err := openBlockLogReadOnly(fs, fs.PathJoin(dir, "blocks"), ds.DB)
+	if err != nil {
+		closeDB(ds.DB)
+		return nil, fmt.Errorf("cannot open block store in %s read-only (%w), after: %w", dir, err, cause)
+	}
+	h.logf("localstore: store %s opened read-only, writes are refused until a restart with free space: %v", dir, cause)
+	return newStore(dir, opts, ds, log, h), nil
+}
+
+func newStore(dir string, opts Options, ds *pebbleds.Datastore, log *blockLog, h *health) *Store {
+	s := &Store{
+		ds:        ds,
+		db:        ds.DB,
+		log:       log,
+		meta:      &guardedDatastore{Batching: namespace.Wrap(ds, metaPrefix), h: h},
+		noSync:    opts.NoSync,
+		dir:       dir,
+		health:    h,
+		threshold: opts.CompactThreshold,
+	}
+	if s.threshold == 0 {
+		s.threshold = DefaultCompactThreshold
+	}
+	return s
+}
+
+// openWritable opens the store read-write. On an error nothing stays
+// open, and pebble is closed without the flush go-ds-pebble's Close
+// would do (closeDB).
+func openWritable(dir string, opts Options, popts *pebble.Options, h *health) (*Store, error) {
 	// Direct I/O only on the OS's file system (pebble wraps popts.FS once
 	// it opens, so this is decided before).
-	osFS := popts.FS == nil || popts.FS == vfs.Default
+	osFS := osFSOf(popts)
 	// WithPebbleWriteOptions(pebble.NoSync) is go-ds-pebble's default already;
 	// it is spelled out because Put relies on it (no fsync per block).
 	ds, err := pebbleds.NewDatastore(dir,
@@ -136,36 +203,31 @@ func open(dir string, opts Options, popts *pebble.Options) (*Store, error) {
 	// starts the first segment makes its removal durable.
 	clean, err := takeCleanMarker(ds.DB)
 	if err != nil {
-		ds.Close()
+		closeDB(ds.DB)
 		return nil, fmt.Errorf("cannot open block store in %s: %w", dir, err)
 	}
 	log, err := openBlockLog(fs, fs.PathJoin(dir, "blocks"), ds.DB, osFS)
 	if err != nil {
-		ds.Close()
+		closeDB(ds.DB)
 		return nil, fmt.Errorf("cannot open block store in %s: %w", dir, err)
 	}
-	s := &Store{
-		ds:        ds,
-		db:        ds.DB,
-		log:       log,
-		meta:      namespace.Wrap(ds, metaPrefix),
-		noSync:    opts.NoSync,
-		dir:       dir,
-		threshold: opts.CompactThreshold,
-	}
-	if s.threshold == 0 {
-		s.threshold = DefaultCompactThreshold
-	}
+	s := newStore(dir, opts, ds, log, h)
 	if !clean {
 		if err := s.dropUnacknowledged(); err != nil {
 			s.log.close()
-			ds.Close()
+			closeDB(ds.DB)
 			return nil, fmt.Errorf("cannot open block store in %s: %w", dir, err)
 		}
 	}
 	if err := s.removeDeadSegments(); err != nil {
 		s.log.close()
-		ds.Close()
+		closeDB(ds.DB)
+		return nil, fmt.Errorf("cannot open block store in %s: %w", dir, err)
+	}
+	// A WAL write that failed above may have returned nil (pebbleLogger).
+	if err := h.writable(); err != nil {
+		s.log.close()
+		closeDB(ds.DB)
 		return nil, fmt.Errorf("cannot open block store in %s: %w", dir, err)
 	}
 	return s, nil
@@ -290,6 +352,11 @@ func (s *Store) Put(ctx context.Context, c cid.Cid, data []byte) error {
 	if _, ok := identityData(c); ok {
 		return nil
 	}
+	// Refused before the dedup lookup too: an add of stored blocks would
+	// fail only at its Sync, after reading its whole upload.
+	if err := s.writable(); err != nil {
+		return fmt.Errorf("cannot put block %s: %w", c, err)
+	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("cannot put block %s: %w", c, err)
 	}
@@ -308,10 +375,10 @@ func (s *Store) Put(ctx context.Context, c cid.Cid, data []byte) error {
 	sum := checksum(data)
 	at, err := s.log.append(data)
 	if err != nil {
-		return fmt.Errorf("cannot put block %s: %w", c, err)
+		return fmt.Errorf("cannot put block %s: %w", c, s.fail(err))
 	}
 	at.crc, at.hasCRC = sum, true
-	if err := s.db.Set(key, at.bytes(), pebble.NoSync); err != nil {
+	if err := s.wrote(s.db.Set(key, at.bytes(), pebble.NoSync)); err != nil {
 		return fmt.Errorf("cannot index block %s: %w", c, err)
 	}
 	return nil
@@ -434,10 +501,15 @@ func (s *Store) Sync(ctx context.Context) error {
 	return s.sync(ctx, s.noSync)
 }
 
-// sync does Sync's work, without fsyncing the segments if noFsync.
+// sync does Sync's work, without fsyncing the segments if noFsync. It is
+// refused in the read-only state, and a failure makes the store read-only:
+// after a failed fsync, what the file holds is not known.
 func (s *Store) sync(ctx context.Context, noFsync bool) error {
+	if err := s.writable(); err != nil {
+		return fmt.Errorf("cannot sync block store: %w", err)
+	}
 	if err := s.log.sync(noFsync); err != nil {
-		return err
+		return s.fail(err)
 	}
 	// The WAL is fsynced even with NoSync: pebble keeps a write without
 	// pebble.Sync in the process's memory, not in the page cache, until a
@@ -447,7 +519,7 @@ func (s *Store) sync(ctx context.Context, noFsync bool) error {
 	// (TestDirectPowerLoss). The segments, nearly all of the bytes, are
 	// what NoSync leaves unsynced. go-ds-pebble's Sync ignores the key
 	// and fsyncs the whole WAL (an empty LogData record with pebble.Sync).
-	if err := s.ds.Sync(ctx, datastore.NewKey("/")); err != nil {
+	if err := s.wrote(s.ds.Sync(ctx, datastore.NewKey("/"))); err != nil {
 		return fmt.Errorf("cannot sync block store: %w", err)
 	}
 	return nil
@@ -459,7 +531,10 @@ func (s *Store) sync(ctx context.Context, noFsync bool) error {
 // are not fsynced until then.
 func (s *Store) Datastore() datastore.Batching { return s.meta }
 
-// Close flushes the memtables and closes the database. A Collect or Compact
+// Close records the log's watermark, syncs, and closes the database
+// without flushing its memtables (closeDB: the next Open replays the WAL).
+// In the read-only state it only closes: what failed to be written is
+// forgotten at the next Open, as after a crash. A Collect or Compact
 // in progress stops at its next block or run (returning ErrClosed, having
 // changed nothing it had not finished) and Close waits for it. Calling
 // Close again is a no-op.
@@ -474,20 +549,27 @@ func (s *Store) Close() error {
 	// What was put is kept: record the watermark (and fsync, unless NoSync)
 	// as Sync does. Whatever fails, everything is closed: the first error
 	// is returned, and the files, the writer and pebble's lock are released.
+	// Read-only, nothing more is written (the next Open recovers as after
+	// a crash), and Close reports why: what was put since the last Sync is
+	// not kept.
 	var errs []error
-	if err := s.log.sync(s.noSync); err != nil {
-		errs = append(errs, err)
-	} else if err := s.db.Set(keyClean, nil, pebble.NoSync); err != nil {
+	if err := s.writable(); err != nil {
 		errs = append(errs, fmt.Errorf("cannot record block log state: %w", err))
-	} else if !s.noSync {
-		if err := s.ds.Sync(context.Background(), datastore.NewKey("/")); err != nil {
-			errs = append(errs, fmt.Errorf("cannot sync block store: %w", err))
+	} else {
+		if err := s.log.sync(s.noSync); err != nil {
+			errs = append(errs, err)
+		} else if err := s.db.Set(keyClean, nil, pebble.NoSync); err != nil {
+			errs = append(errs, fmt.Errorf("cannot record block log state: %w", err))
+		} else if !s.noSync {
+			if err := s.ds.Sync(context.Background(), datastore.NewKey("/")); err != nil {
+				errs = append(errs, fmt.Errorf("cannot sync block store: %w", err))
+			}
 		}
 	}
 	if err := s.log.close(); err != nil {
 		errs = append(errs, fmt.Errorf("cannot close block log: %w", err))
 	}
-	if err := s.ds.Close(); err != nil {
+	if err := closeDB(s.db); err != nil {
 		errs = append(errs, fmt.Errorf("cannot close block store: %w", err))
 	}
 	if len(errs) > 0 {

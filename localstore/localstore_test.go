@@ -673,8 +673,8 @@ func TestWriteFailure(t *testing.T) {
 	}
 	checkBlock(t, s, before, beforeData)
 	c, data := testBlock(t, 999, 1000)
-	if err := s.Put(ctx, c, data); err == nil {
-		t.Fatal("Put after a failed write succeeded")
+	if err := s.Put(ctx, c, data); !errors.Is(err, ErrReadOnly) || !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Put after a failed write: %v; want ErrReadOnly and ENOSPC", err)
 	}
 	if err := s.Close(); err == nil {
 		t.Fatal("Close after a failed write reported no error")
