@@ -9,6 +9,9 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/textproto"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,14 +27,17 @@ const (
 )
 
 // BenchmarkFanout sends 512 MiB of 256 KiB raw blocks to 1 and to 3 kubo
-// daemons, through a Session and through a plain client that streams the
-// same blocks to each daemon's block/put directly (one multipart request
-// per daemon, concurrently): the most a replicating sender can get from
-// those daemons. Each iteration sends the same new blocks both ways,
-// alternating which goes first, with an (untimed) repo/gc before each send
-// so that kubo stores every block every time and the repositories do not
-// grow between runs. It reports both throughputs and fanout/baseline;
-// ns/op is the fanout's time.
+// daemons three ways: through a Session with dag/import segments (the
+// default), through a Session with block/put (Config.BlockPut), and
+// through a plain client that streams the same blocks to each daemon's
+// block/put directly (one mime/multipart request per daemon through a
+// pipe, concurrently, as IPFS Cluster's adder does). Each iteration sends
+// the same new blocks every way, rotating which goes first, with an
+// (untimed) repo/gc before each send so that kubo stores every block every
+// time. It reports each throughput, each one's ratio to the plain client,
+// and the daemons' CPU seconds per send (utime+stime from /proc): the
+// measure of what each wire costs kubo, steadier than wall time on a
+// shared machine. ns/op is the dag/import session's time.
 //
 //	go test -run='^$' -bench=BenchmarkFanout -benchtime=3x ./blockfanout/
 func BenchmarkFanout(b *testing.B) {
@@ -49,12 +55,13 @@ func BenchmarkFanout(b *testing.B) {
 	var seed uint64
 	for _, n := range []int{1, 3} {
 		targets := ds[:n]
-		f := startFanout(b, Config{Peers: peerConfigs(targets)})
-		fanout := func(blocks []testBlock) {
-			s := f.NewSession(context.Background(), f.peerList(), n)
-			putAll(b, s, blocks)
-			if _, err := s.Close(context.Background()); err != nil {
-				b.Fatalf("Close: %v", err)
+		session := func(f *Fanout) func([]testBlock) {
+			return func(blocks []testBlock) {
+				s := f.NewSession(context.Background(), f.peerList(), n)
+				putAll(b, s, blocks)
+				if _, err := s.Close(context.Background()); err != nil {
+					b.Fatalf("Close: %v", err)
+				}
 			}
 		}
 		baseline := func(blocks []testBlock) {
@@ -70,34 +77,61 @@ func BenchmarkFanout(b *testing.B) {
 				}
 			}
 		}
+		sides := []struct {
+			name string
+			send func([]testBlock)
+		}{
+			{"import", session(startFanout(b, Config{Peers: peerConfigs(targets)}))},
+			{"blockput", session(startFanout(b, Config{Peers: peerConfigs(targets), BlockPut: true}))},
+			{"baseline", baseline},
+		}
 		b.Run(fmt.Sprintf("peers=%d", n), func(b *testing.B) {
-			var tFanout, tBaseline time.Duration
-			timed := func(send func([]testBlock), blocks []testBlock) time.Duration {
-				repoGC(b, targets)
-				start := time.Now()
-				send(blocks)
-				return time.Since(start)
-			}
+			took := make([]time.Duration, len(sides))
+			cpu := make([]float64, len(sides))
 			runs := 0
 			for b.Loop() {
 				seed++
 				blocks := benchBlocks(b, seed)
-				if runs%2 == 0 {
-					tFanout += timed(fanout, blocks)
-					tBaseline += timed(baseline, blocks)
-				} else {
-					tBaseline += timed(baseline, blocks)
-					tFanout += timed(fanout, blocks)
+				for k := range sides {
+					i := (k + runs) % len(sides)
+					repoGC(b, targets)
+					c0 := daemonsCPU(b, targets)
+					start := time.Now()
+					sides[i].send(blocks)
+					took[i] += time.Since(start)
+					cpu[i] += daemonsCPU(b, targets) - c0
 				}
 				runs++
 			}
 			mb := float64(benchTotal) * float64(runs) / 1e6
-			b.ReportMetric(float64(tFanout.Nanoseconds())/float64(runs), "ns/op")
-			b.ReportMetric(mb/tFanout.Seconds(), "fanout-MB/s")
-			b.ReportMetric(mb/tBaseline.Seconds(), "baseline-MB/s")
-			b.ReportMetric(tBaseline.Seconds()/tFanout.Seconds(), "ratio")
+			b.ReportMetric(float64(took[0].Nanoseconds())/float64(runs), "ns/op")
+			for i, side := range sides {
+				b.ReportMetric(mb/took[i].Seconds(), side.name+"-MB/s")
+				b.ReportMetric(cpu[i]/float64(runs), side.name+"-kubo-CPU-s")
+				if i < 2 {
+					b.ReportMetric(took[2].Seconds()/took[i].Seconds(), side.name+"-ratio")
+				}
+			}
 		})
 	}
+}
+
+// daemonsCPU returns the CPU seconds (user+system) the daemons used so
+// far, from /proc/PID/stat (clock ticks of 1/100 s).
+func daemonsCPU(b *testing.B, ds []*kubotest.Daemon) float64 {
+	var sum float64
+	for _, d := range ds {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.Pid()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		s := string(st)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		u, _ := strconv.ParseFloat(f[11], 64)
+		k, _ := strconv.ParseFloat(f[12], 64)
+		sum += (u + k) / 100
+	}
+	return sum
 }
 
 // repoGC removes every unpinned block from the daemons.
