@@ -114,7 +114,7 @@ func (sinkDAG) RemoveMany(context.Context, []cid.Cid) error { return nil }
 func putNode(ctx context.Context, sink ingest.Sink, n blocks.Block) error {
 	c := n.Cid()
 	if c.Prefix().MhType == mh.IDENTITY {
-		return nil
+		return checkIdentity(c)
 	}
 	if err := sink.Put(ctx, c, n.RawData()); err != nil {
 		return fmt.Errorf("cannot store block %s: %w", c, err)
@@ -189,4 +189,16 @@ func joinName(dir, name string) string {
 		return name
 	}
 	return dir + "/" + name
+}
+
+// checkIdentity fails for an identity CID that kubo refuses: with
+// hash=identity, `ipfs add` fails on the first block whose CID would carry
+// more than ingest.MaxIdentityDigestSize bytes (boxo's block service checks
+// every block with verifcid); it does not chunk smaller to fit.
+func checkIdentity(c cid.Cid) error {
+	if err := ingest.CheckCID(c); err != nil {
+		return fmt.Errorf("cannot store block %s: with hash=identity a block of more than %d bytes cannot be a CID (kubo refuses it): %w: %w",
+			ingest.ShortCID(c), ingest.MaxIdentityDigestSize, ErrBadOption, ingest.ErrCIDRefused)
+	}
+	return nil
 }

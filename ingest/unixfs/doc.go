@@ -53,4 +53,28 @@
 // wrapping, every top-level entry is its own DAG and root (both kubo and
 // IPFS Cluster add each entry separately); a later entry may not go back
 // into a top-level directory that is already finished (ErrBadEntry).
+//
+// # Names and CIDs kubo treats specially
+//
+// These follow kubo 0.42 as measured through its HTTP API
+// (conformance_http_test.go):
+//
+//   - A file or symlink part named "", "." or ".." (all clean to "") is
+//     named by its CID string, as a link of its directory and in the
+//     outputs, wrapped or not (kubo's Adder.addNode). Two of them with the
+//     same content in one directory are a duplicate (ErrBadEntry; kubo:
+//     "directory already has entry by that name"). Unwrapped, kubo adds
+//     such twins separately; here they are a duplicate too.
+//   - Without wrap, a directory part named "", "." or ".." is the root of
+//     the add, output as "", and every later part goes inside it (boxo's
+//     multipart walker takes it for "/"). With wrap, or a second time, it
+//     is ErrBadEntry (kubo: "no path given to Mkdir").
+//   - hash=identity: every block becomes an identity CID, and kubo refuses
+//     one that carries more than 128 bytes (ingest.MaxIdentityDigestSize)
+//     instead of chunking smaller: a leaf, a parent, a directory, and also
+//     the root directory of its MFS in which kubo puts an unwrapped file
+//     or symlink under its CID string, so a single file of 41 bytes or
+//     more already fails. Such an add fails with an error wrapping both
+//     ErrBadOption and ingest.ErrCIDRefused. --inline never makes such a
+//     CID (its limit is at most 128).
 package unixfs

@@ -197,12 +197,18 @@ func (b *fileBuilder) encodeLeaf(n *node, data []byte) {
 	if b.opts.RawLeaves {
 		n.cid, n.err = b.opts.builder.WithCodec(cid.Raw).Sum(data)
 		n.block, n.tsize = data, uint64(len(data))
+		if n.err != nil {
+			n.err = fmt.Errorf("cannot hash leaf: %w", n.err)
+		}
 		return
 	}
 	n.block = encodeLeaf(pool.Get(encodedLeafLen(len(data)))[:0], data, b.leafType)
 	pool.Put(data) // encodeLeaf copied it; the chunk buffer goes back to the chunker
 	n.cid, n.err = b.opts.builder.Sum(n.block)
 	n.tsize = uint64(len(n.block))
+	if n.err != nil {
+		n.err = fmt.Errorf("cannot hash leaf: %w", n.err)
+	}
 }
 
 func (b *fileBuilder) protoLeaf(data []byte, mtime time.Time, mode os.FileMode) (*dag.ProtoNode, error) {
@@ -274,7 +280,7 @@ func (b *fileBuilder) nextLeaf() (*node, error) {
 		return nil, b.ctx.Err()
 	}
 	if n.err != nil {
-		return nil, fmt.Errorf("cannot hash leaf: %w", n.err)
+		return nil, n.err
 	}
 	if b.onRead != nil {
 		b.onRead(int(n.fileSize))
@@ -295,7 +301,9 @@ func (b *fileBuilder) store(n *node) error {
 		if b.recycle && n.leaf {
 			pool.Put(blk)
 		}
-		return nil // identity CIDs carry their data; kubo stores nothing for them
+		// Identity CIDs carry their data; kubo stores nothing for them,
+		// and refuses those over its limit.
+		return checkIdentity(n.cid)
 	}
 	if err := b.sink.Put(b.ctx, n.cid, blk); err != nil {
 		return fmt.Errorf("cannot store block %s: %w", n.cid, err)

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
 	dag "github.com/ipfs/boxo/ipld/merkledag"
 	ft "github.com/ipfs/boxo/ipld/unixfs"
 	cid "github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+	mh "github.com/multiformats/go-multihash"
 
 	"github.com/ingestd/ingestd/ingest"
 	"github.com/ingestd/ingestd/ingest/multipart"
@@ -66,6 +69,13 @@ func Import(ctx context.Context, r EntryReader, o *Options, pool *ingest.HashPoo
 	top := newDir("")
 	entries := 0
 	open := "" // unwrapped top-level entry the last entry belonged to
+	// Without wrap, a directory part named "", "." or ".." is the root of
+	// the add, and every later part is inside it: boxo's multipart walker,
+	// which kubo reads uploads with, takes it for "/", of which every path
+	// is a child. kubo then outputs it as "" (verified with kubo 0.42;
+	// conformance_http_test.go). With wrap, kubo refuses it ("no path given
+	// to Mkdir").
+	var root *dir
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -80,7 +90,8 @@ func Import(ctx context.Context, r EntryReader, o *Options, pool *ingest.HashPoo
 		if entries++; entries > DefaultMaxEntries {
 			return nil, fmt.Errorf("%w: more than %d entries in one upload", ErrBadEntry, DefaultMaxEntries)
 		}
-		if !o.Wrap {
+		parent := top
+		if !o.Wrap && root == nil {
 			first, _, _ := strings.Cut(e.Path, "/")
 			if first != open {
 				if err := top.finish(ctx, open, o, sink, emit); err != nil {
@@ -88,8 +99,19 @@ func Import(ctx context.Context, r EntryReader, o *Options, pool *ingest.HashPoo
 				}
 				open = first
 			}
+			if e.Kind == multipart.Dir && e.Path == "" {
+				root = newDir("")
+				root.mode, root.mtime = stat(e, o)
+				if err := top.add("", &dirChild{sub: root}); err != nil {
+					return nil, err
+				}
+				continue
+			}
 		}
-		if err := addEntry(ctx, top, e, o, pool, sink, emit); err != nil {
+		if root != nil {
+			parent = root
+		}
+		if err := addEntry(ctx, parent, !o.Wrap && parent == top, e, o, pool, sink, emit); err != nil {
 			return nil, err
 		}
 	}
@@ -129,9 +151,22 @@ func (d *dir) finish(ctx context.Context, name string, o *Options, sink ingest.S
 	return nil
 }
 
-// addEntry places e in the tree, creating implicit parent directories, and
-// builds it if it is a file or a symlink.
-func addEntry(ctx context.Context, top *dir, e *multipart.Entry, o *Options, pool *ingest.HashPool, sink ingest.Sink, emit func(Output) error) error {
+// stat is the mode and mtime of e that the options keep.
+func stat(e *multipart.Entry, o *Options) (os.FileMode, time.Time) {
+	mode, mtime := e.Mode, e.Mtime
+	if !o.PreserveMode {
+		mode = 0
+	}
+	if !o.PreserveMtime {
+		mtime = time.Time{}
+	}
+	return mode, mtime
+}
+
+// addEntry places e in the tree below top, creating implicit parent
+// directories, and builds it if it is a file or a symlink. addRoot: top is
+// the unwrapped top level, where each entry is an add of its own.
+func addEntry(ctx context.Context, top *dir, addRoot bool, e *multipart.Entry, o *Options, pool *ingest.HashPool, sink ingest.Sink, emit func(Output) error) error {
 	parent := top
 	elems := strings.Split(e.Path, "/")
 	if e.Path == "" {
@@ -155,15 +190,12 @@ func addEntry(ctx context.Context, top *dir, e *multipart.Entry, o *Options, poo
 	}
 	name := elems[len(elems)-1]
 	path := joinName(parent.name, name)
-	mode, mtime := e.Mode, e.Mtime
-	if !o.PreserveMode {
-		mode = 0
-	}
-	if !o.PreserveMtime {
-		mtime = time.Time{}
-	}
+	mode, mtime := stat(e, o)
 	switch e.Kind {
 	case multipart.Dir:
+		if name == "" {
+			return fmt.Errorf("%w: a directory part named \"\", \".\" or \"..\" is the root of an add: it cannot be wrapped or come twice", ErrBadEntry)
+		}
 		if c := parent.child(name); c != nil {
 			// A directory part after its children were seen (or twice):
 			// keep the tree, take the stat.
@@ -199,12 +231,9 @@ func addEntry(ctx context.Context, top *dir, e *multipart.Entry, o *Options, poo
 			return err
 		}
 		size, _ := pn.Size()
-		if err := parent.add(name, &dirChild{cid: pn.Cid(), tsize: size}); err != nil {
-			return err
-		}
-		return emit(Output{Name: path, Cid: pn.Cid(), Size: size})
+		return addBuilt(parent, addRoot, name, pn.Cid(), size, o, emit)
 	default:
-		if parent.child(name) != nil {
+		if name != "" && parent.child(name) != nil {
 			return fmt.Errorf("%w: %q is in the upload twice", ErrBadEntry, path)
 		}
 		var onRead func(int)
@@ -226,9 +255,46 @@ func addEntry(ctx context.Context, top *dir, e *multipart.Entry, o *Options, poo
 				return err
 			}
 		}
-		if err := parent.add(name, &dirChild{cid: root.cid, tsize: root.tsize}); err != nil {
+		return addBuilt(parent, addRoot, name, root.cid, root.tsize, o, emit)
+	}
+}
+
+// addBuilt links a file or symlink into its directory and emits it. One
+// without a name ("", "." or ".." in the upload) is named by its CID, as
+// kubo's Adder.addNode does, in a directory and at the top level alike.
+func addBuilt(parent *dir, addRoot bool, name string, c cid.Cid, tsize uint64, o *Options, emit func(Output) error) error {
+	if name == "" {
+		name = c.String()
+	}
+	if addRoot {
+		if err := checkAddRoot(o, c, tsize); err != nil {
 			return err
 		}
-		return emit(Output{Name: path, Cid: root.cid, Size: root.tsize})
 	}
+	if err := parent.add(name, &dirChild{cid: c, tsize: tsize}); err != nil {
+		return err
+	}
+	return emit(Output{Name: joinName(parent.name, name), Cid: c, Size: tsize})
+}
+
+// checkAddRoot fails where kubo fails on an unwrapped file or symlink. kubo
+// adds it at the path "", so its Adder.addNode links it into the root
+// directory of its MFS under its CID string, whatever its name, and then
+// swaps the root for it: that directory is never output, but it is a
+// block, checked as every block is. With hash=identity it may carry at most
+// ingest.MaxIdentityDigestSize bytes, so kubo 0.42 fails the add of a
+// single file of 41 bytes or more (it shows the file's CID, then the
+// error), although the file's own CID is within the limit.
+func checkAddRoot(o *Options, c cid.Cid, tsize uint64) error {
+	if o.HashFunc != mh.IDENTITY {
+		return nil
+	}
+	nd := ft.EmptyDirNode()
+	if err := nd.SetCidBuilder(o.builder); err != nil {
+		return fmt.Errorf("cannot encode the root directory of %s: %w", c, err)
+	}
+	if err := nd.AddRawLink(c.String(), &ipld.Link{Cid: c, Size: tsize}); err != nil {
+		return fmt.Errorf("cannot encode the root directory of %s: %w", c, err)
+	}
+	return checkIdentity(nd.Cid())
 }
