@@ -23,6 +23,8 @@ import (
 	cidlink "github.com/ipld/go-ipld-prime/linking/cid"
 	"github.com/ipld/go-ipld-prime/node/basicnode"
 	mh "github.com/multiformats/go-multihash"
+
+	"github.com/ingestd/ingestd/ingest"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.car from the corpus generator")
@@ -187,6 +189,18 @@ func corpus() map[string][]byte {
 	md5Hash, _ := mh.Encode(sum[:], mh.MD5)
 	md5Cid := cid.NewCidV1(cid.Raw, md5Hash)
 	files["unsupported-hash.car"] = carV1([]cid.Cid{md5Cid}, []carBlock{{md5Cid, md5Data}})
+	// Identity CIDs one byte over kubo's limit (verifcid), as a section,
+	// a root and a link.
+	overData := bytes.Repeat([]byte{'i'}, ingest.MaxIdentityDigestSize+1)
+	over, _ := cid.Prefix{Version: 1, Codec: cid.Raw, MhType: mh.IDENTITY, MhLength: -1}.Sum(overData)
+	linksOver := dag.NodeWithData(ft.FolderPBData())
+	if err := linksOver.AddRawLink("big", &ipld.Link{Cid: over, Size: uint64(len(overData))}); err != nil {
+		panic(err)
+	}
+	linksOverBlock := carBlock{linksOver.Cid(), linksOver.RawData()}
+	files["identity-section-too-large.car"] = carV1([]cid.Cid{linksOver.Cid()}, []carBlock{{over, overData}, linksOverBlock})
+	files["identity-root-too-large.car"] = carV1([]cid.Cid{over}, nil)
+	files["identity-link-too-large.car"] = carV1([]cid.Cid{linksOver.Cid()}, []carBlock{linksOverBlock})
 
 	// CARv2.
 	v2 := wrapV2(fileV1)

@@ -58,6 +58,13 @@
 // cores instead of one, refuses hash functions kubo refuses (verifcid), and
 // before anything is pinned proves that every block reachable from the roots
 // is in the CAR or already in the store (Has), naming the first missing one.
+// A CID kubo refuses (ingest.CheckCID: a hash verifcid does not allow, or an
+// identity CID over 128 bytes) is refused as a section, as a root of the
+// header (always), and as a link of a block the roots reach (when the DAG is
+// checked, that is unless CheckComplete(false)), with ErrUnsupportedHash and
+// ingest.ErrCIDRefused: kubo's `dag import` stores such a DAG but fails to
+// pin it. Links are checked as their block is decoded, so that an oversized
+// identity link is dropped at once instead of being kept until the walk.
 // CheckComplete(false) with AllowRoots(0, -1) gives the partial-CAR import
 // of no-pin.
 //

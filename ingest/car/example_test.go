@@ -2,6 +2,7 @@ package car_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 
@@ -30,8 +31,10 @@ func ExampleImport() {
 	}
 	defer f.Close()
 	_, err = car.Import(context.Background(), f, pool, ingest.DiscardSink{})
-	fmt.Println(err)
+	// The message names the missing block and what links to it; classify
+	// errors with errors.Is.
+	fmt.Println(errors.Is(err, car.ErrMissingBlock))
 	// Output:
 	// QmaYcvon2F3FDW7QC84PwXkRoAm7qrxDmF2Nc7qevBj7nm 14 10976 10240
-	// cannot check completeness: block QmX1oTFDsWZLsKj8BULDhpfnuTmXmw257up2jGBCB8wwFz (linked from QmaYcvon2F3FDW7QC84PwXkRoAm7qrxDmF2Nc7qevBj7nm) is neither in the CAR nor in the store (use no-pin=true for a partial CAR): car: missing block
+	// true
 }

@@ -59,6 +59,9 @@ func Import(ctx context.Context, r io.Reader, pool *ingest.HashPool, sink ingest
 	if err != nil {
 		return nil, err
 	}
+	if err := checkRoots(roots); err != nil {
+		return nil, err
+	}
 	if err := o.checkRoots(len(roots)); err != nil {
 		return nil, err
 	}
@@ -308,6 +311,15 @@ func (im *importer) verify(b *block) {
 	switch {
 	case im.graph != nil:
 		b.links, b.rootSize, b.linksErr = decodeLinks(b.cid, b.data, b.isRoot)
+		if b.linksErr == nil {
+			// Refused here, on the pool, and not only when the walk meets
+			// them: the graph keeps every link until the end, and an
+			// identity link can carry most of a 2 MiB block.
+			b.linksErr = checkLinks(b.links)
+		}
+		if b.linksErr != nil {
+			b.links = nil
+		}
 	case b.isRoot && b.cid.Type() == cid.DagProtobuf:
 		_, b.rootSize, _ = decodeDagPB(b.data)
 	}
@@ -320,12 +332,36 @@ func (im *importer) verify(b *block) {
 	}
 }
 
+// checkRoots refuses a header that names a CID kubo refuses: kubo's
+// `dag import` reports a pin error for such a root (an identity CID over
+// ingest.MaxIdentityDigestSize, say), and a pin of it could never be
+// fetched or addressed.
+func checkRoots(roots []cid.Cid) error {
+	for i, r := range roots {
+		if err := ingest.CheckCID(r); err != nil {
+			return fmt.Errorf("cannot accept root %d of the CAR header: %w: %w", i+1, err, ErrUnsupportedHash)
+		}
+	}
+	return nil
+}
+
+// checkLinks refuses a block that links to a CID kubo refuses; the error
+// counts only if the roots reach the block (see graph.visit).
+func checkLinks(links []cid.Cid) error {
+	for _, l := range links {
+		if err := ingest.CheckCID(l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // checkHash verifies data against c with c's own hash function, after
 // checking that kubo accepts that function and digest length.
 func checkHash(c cid.Cid, data []byte) error {
 	p := c.Prefix()
 	if err := verifcid.ValidateCid(verifcid.DefaultAllowlist, c); err != nil {
-		return fmt.Errorf("hash %s with a %d-byte digest is refused by kubo: %v: %w", hashName(p.MhType), p.MhLength, err, ErrUnsupportedHash)
+		return fmt.Errorf("hash %s with a %d-byte digest is refused by kubo: %v: %w: %w", hashName(p.MhType), p.MhLength, err, ErrUnsupportedHash, ingest.ErrCIDRefused)
 	}
 	h := c.Hash()
 	if p.MhType == mh.IDENTITY {

@@ -15,6 +15,8 @@ import (
 	cidlink "github.com/ipld/go-ipld-prime/linking/cid"
 	"github.com/multiformats/go-multicodec"
 	mh "github.com/multiformats/go-multihash"
+
+	"github.com/ingestd/ingestd/ingest"
 )
 
 // errNoDecoder marks a block whose codec ingestd cannot decode.
@@ -137,6 +139,12 @@ func (g *graph) check(ctx context.Context, roots []cid.Cid, o *options) error {
 // was walked before, is raw, or is only in the store.
 func (g *graph) visit(ctx context.Context, e edge, o *options) ([]cid.Cid, error) {
 	c := e.c
+	if err := ingest.CheckCID(c); err != nil {
+		// A root, or a link of a block read from the store or of an
+		// identity block: the links of the CAR's blocks were checked on
+		// the pool already.
+		return nil, linkError(e, err)
+	}
 	p := c.Prefix()
 	if p.MhType == mh.IDENTITY {
 		// Present by definition; the block is the digest, and may link on.
@@ -210,6 +218,9 @@ func (g *graph) seenBefore(c cid.Cid) bool {
 }
 
 func linkError(e edge, err error) error {
+	if errors.Is(err, ingest.ErrCIDRefused) {
+		return fmt.Errorf("cannot check completeness: %s: %w: %w", describe(e), err, ErrUnsupportedHash)
+	}
 	if errors.Is(err, errNoDecoder) {
 		return fmt.Errorf("cannot check completeness: %s has codec %s, which ingestd cannot decode; use no-pin=true: %w", describe(e), codecName(e.c.Type()), ErrUnsupportedCodec)
 	}

@@ -8,6 +8,8 @@ import (
 	cid "github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 	mh "github.com/multiformats/go-multihash"
+
+	"github.com/ingestd/ingestd/ingest"
 )
 
 // CheckStored reports whether the DAG below root is complete in a store:
@@ -21,6 +23,9 @@ import (
 // The walk is depth first and visits each block once; its memory is the
 // set of visited CIDs.
 func CheckStored(ctx context.Context, root cid.Cid, get func(ctx context.Context, c cid.Cid) ([]byte, error), recursive bool) error {
+	if err := ingest.CheckCID(root); err != nil {
+		return fmt.Errorf("cannot check completeness: root: %w: %w", err, ErrUnsupportedHash)
+	}
 	if !recursive {
 		if root.Prefix().MhType == mh.IDENTITY {
 			return nil
