@@ -73,6 +73,20 @@
 // lied about an fsync, a file cut by hand), which Verify reports as
 // missing. Open starts a new segment.
 //
+// # Out of space
+//
+// A write that fails (ENOSPC or any other error of the block log, an
+// fsync, a pebble write, a pebble flush or compaction failing with a disk
+// error) makes the store read-only until the next Open (nospace.go):
+// every later write returns a *ReadOnlyError (ErrReadOnly, and
+// syscall.ENOSPC on a full disk) before touching the disk, reads go on,
+// and the change is logged once. Neither pebble's WAL writer nor the
+// O_DIRECT writer can write again after an error, so only a reopen
+// recovers. Close never flushes pebble (a flush on a full disk is
+// retried forever, and panics after a WAL failure); Open checks for the
+// room to replay pebble's WAL and opens read-only without it. See
+// docs/reliability.md.
+//
 // # Verification
 //
 // Every block read is checked before it is returned: Get computes the
@@ -153,6 +167,11 @@
 //     they are reported, not served, and that nothing a damaged block
 //     links to is collected; TestCloseDuringCompaction closes the store
 //     in the middle of a compaction.
+//   - TestOutOfSpace fills a real tmpfs (it mounts one: root, see
+//     mountTmpfs) with the O_DIRECT and the buffered log, and checks the
+//     read-only state, that refused writes write nothing, one log line,
+//     a read-only reopen on the full disk and a writable one with room;
+//     TestFailedWriteIsReadOnly fails pebble's WAL with an injected ENOSPC.
 //   - TestBlocksReadBackAtEveryStage reads blocks back from the write
 //     buffers, after mid-page Syncs, across buffers and segments and after
 //     reopening.
