@@ -130,7 +130,9 @@ func testReplicate(t *testing.T, ds []*kubotest.Daemon) {
 	if len(blocks) < 300 {
 		t.Fatalf("importer made %d blocks, want a few hundred", len(blocks))
 	}
-	f := startFanout(t, Config{Peers: peerConfigs(ds), QueueBlocks: 16})
+	// block/put: the request count below is that wire's (one per peer);
+	// TestImportRealKubo covers dag/import segments.
+	f := startFanout(t, Config{Peers: peerConfigs(ds), QueueBlocks: 16, BlockPut: true})
 	peers, err := f.Allocate(3, 3, nil)
 	if err != nil {
 		t.Fatalf("Allocate: %v", err)
@@ -198,7 +200,8 @@ func testMixedHashes(t *testing.T, ds []*kubotest.Daemon) {
 	// change nothing on the wire.
 	blocks = slices.Insert(blocks, 6, testBlock{c: identity, data: []byte("tiny")}, blocks[5])
 
-	f := startFanout(t, Config{Peers: peerConfigs(ds)})
+	// block/put, whose requests break at each change of hash function.
+	f := startFanout(t, Config{Peers: peerConfigs(ds), BlockPut: true})
 	s := f.NewSession(context.Background(), f.peerList(), 3)
 	putAll(t, s, blocks)
 	if _, err := s.Close(context.Background()); err != nil {
@@ -553,7 +556,7 @@ func TestNewValidation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := config{queueBlocks: 128, queueBytes: 64 << 20, segmentBlocks: 64, segmentBytes: 32 << 20, lagTimeout: 10 * time.Second, stallTimeout: time.Minute, maxRetries: 3, checkInterval: 5 * time.Second}
+	want := config{queueBlocks: 128, queueBytes: 16 << 20, segmentBlocks: 64, segmentBytes: 8 << 20, lagTimeout: 10 * time.Second, stallTimeout: time.Minute, maxRetries: 3, checkInterval: 5 * time.Second}
 	got := fo.cfg
 	got.client = nil
 	if got != want {

@@ -17,9 +17,11 @@ const (
 	DefaultQueueBlocks = 128
 
 	// DefaultQueueBytes is the number of block bytes a session keeps for a
-	// peer that has not acknowledged them yet: 64 MiB, 256 blocks of the
-	// default 256 KiB chunk, so the count limit binds first for usual adds.
-	DefaultQueueBytes = 64 << 20
+	// peer that has not acknowledged them yet: 16 MiB, 64 blocks of the
+	// default 256 KiB chunk. With 64 MiB, a 4 GiB add to 3 peers peaked at
+	// 199 MiB RSS (the log, and the garbage collector's headroom over it);
+	// the budget is 128 MiB (issue 12, BENCHMARKS.md).
+	DefaultQueueBytes = 16 << 20
 
 	// DefaultStallTimeout is how long a peer may owe an acknowledgement
 	// before it is failed: IPFS Cluster's pin_timeout logic, applied to
@@ -79,7 +81,7 @@ type Config struct {
 	// two blocks always takes one more (kubo acknowledges a block only
 	// when the next begins), so the bound is max(QueueBytes, the two
 	// largest blocks). Blocks are shared by the peers of a session, so
-	// this is also the bound on the bytes one session holds. Default 64
+	// this is also the bound on the bytes one session holds. Default 16
 	// MiB (DefaultQueueBytes); 0 means the default.
 	QueueBytes int64
 
