@@ -8,7 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -139,27 +138,6 @@ func open(dir string, opts Options, popts *pebble.Options) (*Store, error) {
 		return openReadOnly(dir, opts, &roOpts, h, err)
 	}
 	return s, err
-}
-
-// openReadOnly opens the store read-only because cause kept it from
-// opening read-write; every write returns a *ReadOnlyError with cause.
-func openReadOnly(dir string, opts Options, popts *pebble.Options, h *health, cause error) (*Store, error) {
-	h.failure.Store(&ReadOnlyError{Err: cause, Since: time.Now()})
-	ds, err := pebbleds.NewDatastore(dir, pebbleds.WithPebbleOpts(popts))
-	if err != nil {
-		return nil, fmt.Errorf("cannot open block store in %s read-only (%w), after: %w", dir, err, cause)
-	}
-	fs := popts.FS
-	if fs == nil {
-		fs = vfs.Default
-	}
-	log, err := openBlockLogReadOnly(fs, fs.PathJoin(dir, "blocks"), ds.DB)
-	if err != nil {
-		closeDB(ds.DB)
-		return nil, fmt.Errorf("cannot open block store in %s read-only (%w), after: %w", dir, err, cause)
-	}
-	h.logf("localstore: store %s opened read-only, writes are refused until a restart with free space: %v", dir, cause)
-	return newStore(dir, opts, ds, log, h), nil
 }
 
 func newStore(dir string, opts Options, ds *pebbleds.Datastore, log *blockLog, h *health) *Store {

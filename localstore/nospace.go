@@ -14,6 +14,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	datastore "github.com/ipfs/go-datastore"
+	pebbleds "github.com/ipfs/go-ds-pebble"
 )
 
 // Failed writes (docs/reliability.md, "Out of space").
@@ -240,6 +241,27 @@ func roomToOpen(dir string) error {
 		return fmt.Errorf("cannot open store %s read-write: %d bytes free, %d needed: %w", dir, free, need, syscall.ENOSPC)
 	}
 	return nil
+}
+
+// openReadOnly opens the store read-only because cause kept it from
+// opening read-write; every write returns a *ReadOnlyError with cause.
+func openReadOnly(dir string, opts Options, popts *pebble.Options, h *health, cause error) (*Store, error) {
+	h.failure.Store(&ReadOnlyError{Err: cause, Since: time.Now()})
+	ds, err := pebbleds.NewDatastore(dir, pebbleds.WithPebbleOpts(popts))
+	if err != nil {
+		return nil, fmt.Errorf("cannot open block store in %s read-only (%w), after: %w", dir, err, cause)
+	}
+	fs := popts.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	log, err := openBlockLogReadOnly(fs, fs.PathJoin(dir, "blocks"), ds.DB)
+	if err != nil {
+		closeDB(ds.DB)
+		return nil, fmt.Errorf("cannot open block store in %s read-only (%w), after: %w", dir, err, cause)
+	}
+	h.logf("localstore: store %s opened read-only, writes are refused until a restart with free space: %v", dir, cause)
+	return newStore(dir, opts, ds, log, h), nil
 }
 
 // closeDB closes the pebble database without flushing its memtables:
