@@ -15,10 +15,11 @@ build:
 run:
 	$(GO) run ./cmd/ingestd
 
-test: vet unit race clients cluster-test fuzz
+test: vet unit race hostile clients cluster-test fuzz
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags hostile ./cmd/ingestd
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
 	$$(bash .ci/staticcheck.sh) ./...
 	@$(GO) mod tidy -diff || (echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1)
@@ -30,6 +31,12 @@ unit:
 # (the large-file conformance cases run above, without it).
 race:
 	INGESTD_IPFS_BIN=$$(bash .ci/kubo.sh) INGESTD_CTL_BIN=$$(bash .ci/ctl.sh) INGESTD_REQUIRE_KUBO=1 $(GO) test -count=1 -race -short ./...
+
+# The hostile-client suite (docs/reliability.md): the real binary against
+# clients that hold connections, stall, trickle or never read.
+.PHONY: hostile
+hostile:
+	$(GO) test -count=1 -tags hostile -run '^TestHostile' -timeout 15m ./cmd/ingestd
 
 # Minimizing a new input may take the whole run (the default allows 60 s),
 # so it is capped: a short run is for finding, not for polishing.

@@ -1,13 +1,17 @@
 package restapi
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // limitListener is what Serve accepts on: it bounds the connections that
@@ -187,14 +191,46 @@ var (
 )
 
 // limitedConn is a counted connection; its first Close uncounts it.
+//
+// Close lingers, as Apache's lingering close and net/http's
+// closeWriteAndWait do: a socket closed with unread data in it is reset,
+// and a reset makes the client's kernel drop what it has received and not
+// yet read, such as the end of a failed add's response, while the client is
+// still sending its upload. So Close sends the FIN after everything
+// written, then reads and discards what still comes, up to lingerTimeout
+// and lingerMax, on its own goroutine; the connection stays counted until
+// then.
 type limitedConn struct {
 	net.Conn
 	release func()
+	once    sync.Once
 }
 
+const (
+	lingerTimeout = 2 * time.Second
+	lingerMax     = 1 << 20
+)
+
 func (c *limitedConn) Close() error {
-	c.release()
-	return c.Conn.Close()
+	tc, ok := c.Conn.(*net.TCPConn)
+	if !ok {
+		c.release()
+		return c.Conn.Close()
+	}
+	c.once.Do(func() {
+		if tc.CloseWrite() != nil {
+			_ = tc.Close()
+			c.release()
+			return
+		}
+		go func() {
+			defer c.release()
+			_ = tc.SetReadDeadline(time.Now().Add(lingerTimeout))
+			_, _ = io.CopyN(io.Discard, tc, lingerMax)
+			_ = tc.Close()
+		}()
+	})
+	return nil
 }
 
 type limitedTLSConn struct {
@@ -233,4 +269,37 @@ func (cfg *Config) limitDefaults() {
 	if cfg.MaxConnectionsPerIP == 0 {
 		cfg.MaxConnectionsPerIP = min(1024, cfg.MaxConnections)
 	}
+}
+
+// requestError answers a request fasthttp could not read (headers too
+// large, a timeout, a malformed request) with IPFS Cluster's error object
+// instead of fasthttp's plain text.
+func requestError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	var ne net.Error
+	switch {
+	case errors.As(err, &small):
+		writeError(ctx, &StatusError{Code: fasthttp.StatusRequestHeaderFieldsTooLarge, Err: errors.New("request headers too large")})
+	case errors.As(err, &ne) && ne.Timeout():
+		writeError(ctx, &StatusError{Code: fasthttp.StatusRequestTimeout, Err: errors.New("request not received in time")})
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		writeError(ctx, &StatusError{Code: fasthttp.StatusRequestEntityTooLarge, Err: errors.New("request body too large")})
+	default:
+		writeError(ctx, &StatusError{Code: fasthttp.StatusBadRequest, Err: fmt.Errorf("cannot parse request: %w", err)})
+	}
+}
+
+// addPrefetch is how much of an upload fasthttp reads, under the header
+// timeout, before the add starts and uploadReader's stall and rate bounds
+// take over.
+const addPrefetch = 64 << 10
+
+// requestConfig shrinks what fasthttp reads of an upload before the add
+// starts: its default, the API's 1 MiB body limit, would have to arrive
+// within the header timeout, which a slow but steady client may miss.
+func requestConfig(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	if h.IsPost() && bytes.HasPrefix(h.RequestURI(), []byte("/add")) {
+		return fasthttp.RequestConfig{MaxRequestBodySize: addPrefetch}
+	}
+	return fasthttp.RequestConfig{}
 }

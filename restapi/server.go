@@ -217,6 +217,8 @@ func New(cfg Config) (*Server, error) {
 		WriteTimeout:         cfg.WriteStallTimeout,
 		NoDefaultContentType: true,
 		CloseOnShutdown:      true,
+		ErrorHandler:         requestError,
+		HeaderReceived:       requestConfig,
 	}
 	return s, nil
 }

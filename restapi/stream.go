@@ -110,6 +110,8 @@ func (ls *lineStream) Read(p []byte) (int, error) {
 			if ls.err != nil {
 				ls.hdr.Set("X-Stream-Error", message(ls.err))
 			}
+			// The last chunk and the trailer are written next.
+			extendWrite(ls.conn, ls.writeStall)
 			return 0, io.EOF
 		}
 		ls.cur = line

@@ -49,7 +49,12 @@ var addrRe = regexp.MustCompile(`on (https?://127\.0\.0\.1:\d+)`)
 // start runs the binary and waits for it to log its address.
 func start(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
+	return startWith(t, exec.Command(bin, args...))
+}
+
+// startWith runs cmd, the binary or a wrapper that execs it, as start.
+func startWith(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
@@ -107,7 +112,9 @@ func addFile(t *testing.T, url, name string, data []byte) string {
 	}
 	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
 	var o struct{ Cid string }
-	json.Unmarshal([]byte(lines[len(lines)-1]), &o)
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &o); err != nil || o.Cid == "" {
+		t.Fatalf("add: last output %q has no cid: %v", lines[len(lines)-1], err)
+	}
 	return o.Cid
 }
 
