@@ -4,9 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
-	"time"
+	"strings"
 
 	uio "github.com/ipfs/boxo/ipld/unixfs/io"
 	blocks "github.com/ipfs/go-block-format"
@@ -17,42 +16,9 @@ import (
 	"github.com/ingestd/ingestd/ingest"
 )
 
-// dir is a directory of the upload being assembled. Only names and child
-// CIDs are kept, never file content, so memory grows with the number of
-// entries and not with the bytes uploaded.
-type dir struct {
-	name     string // output name: path inside the upload
-	mode     os.FileMode
-	mtime    time.Time
-	children map[string]*dirChild
-	order    []string // insertion order of children
-}
-
-type dirChild struct {
-	sub      *dir // nil for files, symlinks and finished directories
-	cid      cid.Cid
-	tsize    uint64
-	finished bool // a directory already built; nothing may be added to it
-}
-
-func newDir(name string) *dir {
-	return &dir{name: name, children: map[string]*dirChild{}}
-}
-
 // ErrBadEntry is wrapped when the entries of an upload contradict each other
 // (a file where a directory should be, a name used twice).
 var ErrBadEntry = errors.New("unixfs: bad entry")
-
-func (d *dir) child(name string) *dirChild { return d.children[name] }
-
-func (d *dir) add(name string, c *dirChild) error {
-	if _, ok := d.children[name]; ok {
-		return fmt.Errorf("%w: %q is in the upload twice", ErrBadEntry, joinName(d.name, name))
-	}
-	d.children[name] = c
-	d.order = append(d.order, name)
-	return nil
-}
 
 // ref stands for an already built child when a boxo Directory needs an
 // ipld.Node: boxo reads only its CID and size.
@@ -126,8 +92,9 @@ func putNode(ctx context.Context, sink ingest.Sink, n blocks.Block) error {
 // per directory with children before parents, in name order, as kubo's
 // Adder.outputDirs does.
 func (d *dir) build(ctx context.Context, o *Options, sink ingest.Sink, emit func(Output) error) (cid.Cid, uint64, error) {
+	path := d.path
 	if err := ctx.Err(); err != nil {
-		return cid.Undef, 0, fmt.Errorf("cannot build directory %q: %w", d.name, err)
+		return cid.Undef, 0, fmt.Errorf("cannot build directory %q: %w", path, err)
 	}
 	opts := []uio.DirectoryOption{
 		uio.WithCidBuilder(o.builder),
@@ -140,45 +107,46 @@ func (d *dir) build(ctx context.Context, o *Options, sink ingest.Sink, emit func
 	}
 	ud, err := uio.NewDirectory(sinkDAG{sink}, opts...)
 	if err != nil {
-		return cid.Undef, 0, fmt.Errorf("cannot create directory %q: %w", d.name, err)
+		return cid.Undef, 0, fmt.Errorf("cannot create directory %q: %w", path, err)
 	}
 	ud.SetHAMTShardingSize(o.HAMTThreshold)
-	names := slices.Clone(d.order)
-	slices.Sort(names)
-	for _, name := range names {
-		c := d.children[name]
+	subs := make([]*dirChild, 0, len(d.children))
+	for _, c := range d.children {
 		if c.sub != nil {
-			if c.cid, c.tsize, err = c.sub.build(ctx, o, sink, emit); err != nil {
-				return cid.Undef, 0, err
-			}
-			c.sub = nil // let the subtree go
+			subs = append(subs, c)
 		}
+	}
+	slices.SortFunc(subs, func(a, b *dirChild) int { return strings.Compare(a.name, b.name) })
+	for _, c := range subs {
+		if c.cid, c.tsize, err = c.sub.build(ctx, o, sink, emit); err != nil {
+			return cid.Undef, 0, err
+		}
+		c.sub = nil // let the subtree go
 	}
 	// Children are added in upload order, as MFS does; the encoding sorts
 	// links, and the HAMT does not depend on the order.
-	for i, name := range d.order {
+	for i, c := range d.children {
 		if i%1024 == 1023 {
 			if err := ctx.Err(); err != nil {
-				return cid.Undef, 0, fmt.Errorf("cannot build directory %q: %w", d.name, err)
+				return cid.Undef, 0, fmt.Errorf("cannot build directory %q: %w", path, err)
 			}
 		}
-		c := d.children[name]
-		if err := ud.AddChild(ctx, name, ref{c.cid, c.tsize}); err != nil {
-			return cid.Undef, 0, fmt.Errorf("cannot add %q to directory %q: %w", name, d.name, err)
+		if err := ud.AddChild(ctx, c.name, ref{c.cid, c.tsize}); err != nil {
+			return cid.Undef, 0, fmt.Errorf("cannot add %q to directory %q: %w", c.name, path, err)
 		}
 	}
 	n, err := ud.GetNode()
 	if err != nil {
-		return cid.Undef, 0, fmt.Errorf("cannot encode directory %q: %w", d.name, err)
+		return cid.Undef, 0, fmt.Errorf("cannot encode directory %q: %w", path, err)
 	}
 	if err := putNode(ctx, sink, n); err != nil {
 		return cid.Undef, 0, err
 	}
 	size, err := n.Size()
 	if err != nil {
-		return cid.Undef, 0, fmt.Errorf("cannot size directory %q: %w", d.name, err)
+		return cid.Undef, 0, fmt.Errorf("cannot size directory %q: %w", path, err)
 	}
-	if err := emit(Output{Name: d.name, Cid: n.Cid(), Size: size}); err != nil {
+	if err := emit(Output{Name: path, Cid: n.Cid(), Size: size}); err != nil {
 		return cid.Undef, 0, err
 	}
 	return n.Cid(), size, nil

@@ -30,8 +30,20 @@
 // are known, with every option set per directory (max links, HAMT fanout,
 // size estimation, sharding threshold, CID builder): nothing here touches
 // boxo's package globals, so concurrent imports with different options do
-// not disturb each other. Only names and child CIDs are kept, about a
-// hundred bytes per entry; at most DefaultMaxEntries entries per upload.
+// not disturb each other. Only names and child CIDs are kept, about 150
+// bytes per entry, and names and paths are substrings of the entries'
+// paths, never copies per directory.
+//
+// # Limits
+//
+// Per upload (Options.MaxEntries, Options.MaxPathBytes): at most
+// DefaultMaxEntries (4 Mi) entries, the directories their paths imply
+// included, and DefaultMaxPathBytes (256 MiB) of paths, each implied
+// directory charged its full path. Memory is then bounded by the limits
+// (about 150 bytes per entry plus the paths kept), not by the shape of the
+// tree, and so are the outputs, whose names are those paths. Past a limit
+// Import fails with ErrUploadLimit. multipart.MaxPathLength bounds one
+// path (4 KiB, so at most 2,048 levels).
 //
 // # Cancellation
 //

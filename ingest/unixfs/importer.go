@@ -37,10 +37,6 @@ type EntryReader interface {
 	Next() (*multipart.Entry, error)
 }
 
-// DefaultMaxEntries bounds the entries of one upload: each costs the
-// directory builder about a hundred bytes until the upload ends.
-const DefaultMaxEntries = 4 << 20
-
 // progressStep is how often progress objects are emitted, as kubo's and
 // IPFS Cluster's progressReaderIncrement.
 const progressStep = 256 << 10
@@ -66,8 +62,8 @@ func Import(ctx context.Context, r EntryReader, o *Options, pool *ingest.HashPoo
 	if o.builder == nil {
 		return nil, errors.New("unixfs: options not resolved")
 	}
-	top := newDir("")
-	entries := 0
+	top := &dir{}
+	limits := newBudget(o)
 	open := "" // unwrapped top-level entry the last entry belonged to
 	// Without wrap, a directory part named "", "." or ".." is the root of
 	// the add, and every later part is inside it: boxo's multipart walker,
@@ -87,8 +83,8 @@ func Import(ctx context.Context, r EntryReader, o *Options, pool *ingest.HashPoo
 		if err != nil {
 			return nil, fmt.Errorf("cannot read upload: %w", err)
 		}
-		if entries++; entries > DefaultMaxEntries {
-			return nil, fmt.Errorf("%w: more than %d entries in one upload", ErrBadEntry, DefaultMaxEntries)
+		if err := limits.charge(e.Path); err != nil {
+			return nil, err
 		}
 		parent := top
 		if !o.Wrap && root == nil {
@@ -100,9 +96,9 @@ func Import(ctx context.Context, r EntryReader, o *Options, pool *ingest.HashPoo
 				open = first
 			}
 			if e.Kind == multipart.Dir && e.Path == "" {
-				root = newDir("")
+				root = &dir{}
 				root.mode, root.mtime = stat(e, o)
-				if err := top.add("", &dirChild{sub: root}); err != nil {
+				if err := top.add(&dirChild{sub: root}, ""); err != nil {
 					return nil, err
 				}
 				continue
@@ -111,11 +107,11 @@ func Import(ctx context.Context, r EntryReader, o *Options, pool *ingest.HashPoo
 		if root != nil {
 			parent = root
 		}
-		if err := addEntry(ctx, parent, !o.Wrap && parent == top, e, o, pool, sink, emit); err != nil {
+		if err := addEntry(ctx, parent, !o.Wrap && parent == top, limits, e, o, pool, sink, emit); err != nil {
 			return nil, err
 		}
 	}
-	if len(top.order) == 0 {
+	if len(top.children) == 0 {
 		return nil, ErrNoFiles
 	}
 	if o.Wrap {
@@ -128,18 +124,19 @@ func Import(ctx context.Context, r EntryReader, o *Options, pool *ingest.HashPoo
 	if err := top.finish(ctx, open, o, sink, emit); err != nil {
 		return nil, err
 	}
-	roots := make([]cid.Cid, 0, len(top.order))
-	for _, name := range top.order {
-		roots = append(roots, top.children[name].cid)
+	roots := make([]cid.Cid, 0, len(top.children))
+	for _, c := range top.children {
+		roots = append(roots, c.cid)
 	}
 	return roots, nil
 }
 
-// finish builds the child directory name of d, if there is one still open,
-// and keeps only its CID. Entries that come later under that name are
-// rejected: the parts of one directory must be contiguous (spec §4.2).
+// finish builds the child directory name of d, the unwrapped top level,
+// if there is one still open, and keeps only its CID. Entries that come
+// later under that name are rejected: the parts of one directory must be
+// contiguous (spec §4.2).
 func (d *dir) finish(ctx context.Context, name string, o *Options, sink ingest.Sink, emit func(Output) error) error {
-	c := d.children[name]
+	c := d.child(name)
 	if c == nil || c.sub == nil {
 		return nil
 	}
@@ -164,32 +161,45 @@ func stat(e *multipart.Entry, o *Options) (os.FileMode, time.Time) {
 }
 
 // addEntry places e in the tree below top, creating implicit parent
-// directories, and builds it if it is a file or a symlink. addRoot: top is
-// the unwrapped top level, where each entry is an add of its own.
-func addEntry(ctx context.Context, top *dir, addRoot bool, e *multipart.Entry, o *Options, pool *ingest.HashPool, sink ingest.Sink, emit func(Output) error) error {
+// directories, each charged to limits, and builds it if it is a file or a
+// symlink. addRoot: top is the unwrapped top level, where each entry is an
+// add of its own.
+func addEntry(ctx context.Context, top *dir, addRoot bool, limits *budget, e *multipart.Entry, o *Options, pool *ingest.HashPool, sink ingest.Sink, emit func(Output) error) error {
 	parent := top
-	elems := strings.Split(e.Path, "/")
-	if e.Path == "" {
-		elems = []string{""}
-	}
-	for _, el := range elems[:len(elems)-1] {
+	path := e.Path
+	// Walk the path without splitting it: every name and path below is a
+	// substring of e.Path, so the names the tree keeps share its bytes.
+	start := 0
+	for {
+		i := strings.IndexByte(path[start:], '/')
+		if i < 0 {
+			break
+		}
+		el, elPath := path[start:start+i], path[:start+i]
+		start += i + 1
 		c := parent.child(el)
 		if c == nil {
-			c = &dirChild{sub: newDir(joinName(parent.name, el))}
-			if err := parent.add(el, c); err != nil {
+			if err := limits.charge(elPath); err != nil {
+				return err
+			}
+			c = &dirChild{name: el, sub: &dir{path: elPath}}
+			if err := parent.add(c, elPath); err != nil {
 				return err
 			}
 		}
 		if c.finished {
-			return fmt.Errorf("%w: the entries of directory %q are not contiguous", ErrBadEntry, joinName(parent.name, el))
+			return fmt.Errorf("%w: the entries of directory %q are not contiguous", ErrBadEntry, elPath)
 		}
 		if c.sub == nil {
-			return fmt.Errorf("%w: %q is a file, not a directory", ErrBadEntry, joinName(parent.name, el))
+			return fmt.Errorf("%w: %q is a file, not a directory", ErrBadEntry, elPath)
 		}
 		parent = c.sub
 	}
-	name := elems[len(elems)-1]
-	path := joinName(parent.name, name)
+	name := path[start:]
+	dirPath := ""
+	if start > 0 {
+		dirPath = path[:start-1]
+	}
 	mode, mtime := stat(e, o)
 	switch e.Kind {
 	case multipart.Dir:
@@ -205,9 +215,7 @@ func addEntry(ctx context.Context, top *dir, addRoot bool, e *multipart.Entry, o
 			c.sub.mode, c.sub.mtime = mode, mtime
 			return nil
 		}
-		d := newDir(path)
-		d.mode, d.mtime = mode, mtime
-		return parent.add(name, &dirChild{sub: d})
+		return parent.add(&dirChild{name: name, sub: &dir{path: path, mode: mode, mtime: mtime}}, path)
 	case multipart.Symlink:
 		data, err := ft.SymlinkData(e.Target)
 		if err != nil {
@@ -231,7 +239,7 @@ func addEntry(ctx context.Context, top *dir, addRoot bool, e *multipart.Entry, o
 			return err
 		}
 		size, _ := pn.Size()
-		return addBuilt(parent, addRoot, name, pn.Cid(), size, o, emit)
+		return addBuilt(parent, dirPath, addRoot, name, pn.Cid(), size, o, emit)
 	default:
 		if name != "" && parent.child(name) != nil {
 			return fmt.Errorf("%w: %q is in the upload twice", ErrBadEntry, path)
@@ -255,14 +263,14 @@ func addEntry(ctx context.Context, top *dir, addRoot bool, e *multipart.Entry, o
 				return err
 			}
 		}
-		return addBuilt(parent, addRoot, name, root.cid, root.tsize, o, emit)
+		return addBuilt(parent, dirPath, addRoot, name, root.cid, root.tsize, o, emit)
 	}
 }
 
 // addBuilt links a file or symlink into its directory and emits it. One
 // without a name ("", "." or ".." in the upload) is named by its CID, as
 // kubo's Adder.addNode does, in a directory and at the top level alike.
-func addBuilt(parent *dir, addRoot bool, name string, c cid.Cid, tsize uint64, o *Options, emit func(Output) error) error {
+func addBuilt(parent *dir, dirPath string, addRoot bool, name string, c cid.Cid, tsize uint64, o *Options, emit func(Output) error) error {
 	if name == "" {
 		name = c.String()
 	}
@@ -271,10 +279,13 @@ func addBuilt(parent *dir, addRoot bool, name string, c cid.Cid, tsize uint64, o
 			return err
 		}
 	}
-	if err := parent.add(name, &dirChild{cid: c, tsize: tsize}); err != nil {
+	path := joinName(dirPath, name)
+	// A copy: the name is a substring of the entry's path, which may be
+	// 4 KiB long.
+	if err := parent.add(&dirChild{name: strings.Clone(name), cid: c, tsize: tsize}, path); err != nil {
 		return err
 	}
-	return emit(Output{Name: joinName(parent.name, name), Cid: c, Size: tsize})
+	return emit(Output{Name: path, Cid: c, Size: tsize})
 }
 
 // checkAddRoot fails where kubo fails on an unwrapped file or symlink. kubo

@@ -58,6 +58,10 @@ type Options struct {
 	Wrap              bool
 	Progress          bool
 
+	// Limits of one upload, not options of kubo: 0 means the default.
+	MaxEntries   int // entries, implied directories included; default DefaultMaxEntries
+	MaxPathBytes int // bytes of all their paths; default DefaultMaxPathBytes
+
 	builder cid.Builder
 }
 
