@@ -77,6 +77,13 @@ func (s *Server) handleAdd(ctx *fasthttp.RequestCtx) error {
 	if p.Shard {
 		return &StatusError{Code: fasthttp.StatusBadRequest, Err: errors.New("shard=true is not supported: ingestd pins whole DAGs")}
 	}
+	if s.cfg.Fanout == nil && !p.OnlyHash {
+		// A read-only store (a full disk) refuses the add before its
+		// upload is read, with the 507 and the cause.
+		if err := s.cfg.Store.Writable(); err != nil {
+			return err
+		}
+	}
 	if s.cfg.Fanout == nil && !p.OnlyHash && !p.NoPin {
 		// Factors the embedded peer cannot meet are a 400 before anything
 		// is read or stored (with peers, openTarget allocates).

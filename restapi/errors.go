@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"syscall"
 
 	"github.com/valyala/fasthttp"
 
@@ -39,6 +40,10 @@ func statusOf(err error) (int, int) {
 		return se.Code, se.RetryAfter
 	case errors.Is(err, pinner.ErrNotFound):
 		return fasthttp.StatusNotFound, 0
+	case errors.Is(err, syscall.ENOSPC):
+		// The store went read-only on a full disk (docs/reliability.md):
+		// 507 says so; a retry does not help before a restart with room.
+		return fasthttp.StatusInsufficientStorage, 0
 	case errors.Is(err, blockfanout.ErrNotEnoughPeers), errors.Is(err, pinner.ErrNotEnoughPeers), errors.Is(err, clusterapi.ErrUnavailable):
 		return fasthttp.StatusServiceUnavailable, 5
 	case errors.Is(err, ErrBadParam), errors.Is(err, pinner.ErrBadRequest),
