@@ -49,6 +49,7 @@ fuzz:
 	$(FUZZ) FuzzParsePinOptions ./restapi
 	$(FUZZ) FuzzRouter ./restapi
 	$(FUZZ) FuzzImport ./ingest/car
+	$(FUZZ) FuzzImportUpload ./ingest/unixfs
 
 # Real IPFS Cluster clients (the v1.1.6 Go client, @nftstorage/ipfs-cluster)
 # driving ingestd end to end; see clients/README.md.
