@@ -279,7 +279,7 @@ func (s *Server) importAdd(ctx context.Context, p *AddParams, t *target, entries
 	var roots []cid.Cid
 	var err error
 	if p.Format == "car" {
-		roots, err = s.runCarAdd(ctx, p, t.sink, entries, hold)
+		roots, err = s.runCarAdd(ctx, p, t, entries, hold)
 	} else {
 		roots, err = unixfs.Import(ctx, entries, &p.Unixfs, s.cfg.Pool, t.sink, hold)
 	}

@@ -8,7 +8,7 @@ import (
 
 	cid "github.com/ipfs/go-cid"
 
-	"github.com/ingestd/ingestd/ingest"
+	"github.com/ingestd/ingestd/blockfanout"
 	"github.com/ingestd/ingestd/ingest/car"
 	"github.com/ingestd/ingestd/ingest/multipart"
 	"github.com/ingestd/ingestd/ingest/unixfs"
@@ -37,7 +37,7 @@ func carRoots(p *AddParams) car.Option {
 // runCarAdd imports the single CAR file part of an upload: every block
 // re-hashed, the DAG below the roots checked complete unless no-pin, one
 // output per root, then the pins (after a store sync), as runAdd.
-func (s *Server) runCarAdd(ctx context.Context, p *AddParams, sink ingest.Sink, entries unixfs.EntryReader, emit func(unixfs.Output) error) ([]cid.Cid, error) {
+func (s *Server) runCarAdd(ctx context.Context, p *AddParams, t *target, entries unixfs.EntryReader, emit func(unixfs.Output) error) ([]cid.Cid, error) {
 	e, err := entries.Next()
 	if err != nil {
 		if err == io.EOF {
@@ -48,12 +48,18 @@ func (s *Server) runCarAdd(ctx context.Context, p *AddParams, sink ingest.Sink, 
 	if e.Kind != multipart.File {
 		return nil, errCarNotFile
 	}
-	res, err := car.Import(ctx, e.Body, s.cfg.Pool, sink,
+	// Get, not Has: blocks left in the store by failed uploads must not
+	// make a DAG look complete unless everything below them is there.
+	get := s.cfg.Store.Get
+	if t.session != nil {
+		// With peers, a block not in the CAR must be on every peer that
+		// receives the CAR's blocks: their pins are what must complete.
+		get = func(ctx context.Context, c cid.Cid) ([]byte, error) { return holdersGet(ctx, t.holders, c) }
+	}
+	res, err := car.Import(ctx, e.Body, s.cfg.Pool, t.sink,
 		carRoots(p),
 		car.CheckComplete(!p.NoPin && !p.OnlyHash),
-		// Get, not Has: blocks left in the store by failed uploads must not
-		// make a DAG look complete unless everything below them is there.
-		car.Get(s.cfg.Store.Get),
+		car.Get(get),
 	)
 	if err != nil {
 		return nil, err
@@ -75,4 +81,21 @@ func (s *Server) runCarAdd(ctx context.Context, p *AddParams, sink ingest.Sink, 
 		}
 	}
 	return res.Roots, nil
+}
+
+// holdersGet returns block c from the first of peers, after checking that
+// every one of them holds it (offline: a peer is not asked to fetch it).
+// A block one of them lacks matches ipld.ErrNotFound.
+func holdersGet(ctx context.Context, peers []*blockfanout.Peer, c cid.Cid) ([]byte, error) {
+	var data []byte
+	for _, p := range peers {
+		b, err := p.RPC().BlockGet(ctx, c, car.DefaultMaxBlockSize)
+		if err != nil {
+			return nil, fmt.Errorf("cannot check block %s on peer %s: %w", c, p, err)
+		}
+		if data == nil {
+			data = b
+		}
+	}
+	return data, nil
 }

@@ -180,3 +180,47 @@ func TestCarCompletenessLooksIntoStore(t *testing.T) {
 		t.Fatalf("incomplete DAG pinned: %d", code)
 	}
 }
+
+// TestCarCompletenessOnPeers: with kubo peers, the blocks a CAR leaves out
+// must be on the peers that will pin it, not in ingestd's own store: a
+// header-only CAR of a DAG both peers hold is pinned on both; one of a DAG
+// only one of them holds is refused and pinned nowhere.
+func TestCarCompletenessOnPeers(t *testing.T) {
+	c := startCluster(t, 2)
+	ct, b := body(part{name: "both", body: randBytes(1<<20, 41)})
+	r := post(t, c.testServer, "no-pin=true", ct, b)
+	if r.status != 200 || r.trailer != "" {
+		t.Fatalf("add to both peers: %d %q %s", r.status, r.trailer, r.raw)
+	}
+	both := r.outputs[len(r.outputs)-1]["cid"].(string)
+	root, _ := cid.Decode(both)
+	ct, b = body(part{name: "pin-both.car", body: headerOnlyCAR(root)})
+	r = post(t, c.testServer, "format=car", ct, b)
+	if r.status != 200 || r.trailer != "" {
+		t.Fatalf("a DAG both peers hold was refused: %d %q %s", r.status, r.trailer, r.raw)
+	}
+	for i, d := range c.daemons {
+		if _, pinned := has(t, d, both); !pinned {
+			t.Fatalf("kubo%d did not pin %s", i, both)
+		}
+	}
+
+	ct, b = body(part{name: "one", body: randBytes(1<<20, 42)})
+	r = post(t, c.testServer, "no-pin=true&local=true", ct, b)
+	if r.status != 200 || r.trailer != "" {
+		t.Fatalf("add to one peer: %d %q %s", r.status, r.trailer, r.raw)
+	}
+	one := r.outputs[len(r.outputs)-1]["cid"].(string)
+	if blocks, _ := has(t, c.daemons[1], one); blocks {
+		t.Fatal("local=true sent the blocks to the second peer too")
+	}
+	root, _ = cid.Decode(one)
+	ct, b = body(part{name: "pin-one.car", body: headerOnlyCAR(root)})
+	r = post(t, c.testServer, "format=car", ct, b)
+	if !strings.Contains(r.trailer, "neither in the CAR nor") {
+		t.Fatalf("a DAG one peer lacks was accepted: %d %q %s", r.status, r.trailer, r.raw)
+	}
+	if code, _ := getJSON(t, c.testServer.url+"/allocations/"+one); code != 404 {
+		t.Fatalf("incomplete DAG pinned: %d", code)
+	}
+}

@@ -205,8 +205,37 @@ func TestHostileOutOfFileDescriptors(t *testing.T) {
 // client's add then runs.
 func TestHostileClientsHoldNoSlots(t *testing.T) {
 	p := start(t, binary(t), "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--max-concurrent-adds", "1",
-		"--write-timeout", "300ms", "--stall-timeout", "300ms", "--min-upload-rate", "100000")
+		"--write-timeout", "300ms", "--stall-timeout", "1s", "--min-upload-rate", "100000")
 	addr := strings.TrimPrefix(p.url, "http://")
+	t.Run("reads steadily", func(t *testing.T) {
+		// The write timeout bounds each write, not the response: an add
+		// whose output streams for longer than it, to a client that
+		// reads, completes.
+		ct, body := multipartBody(t, map[string][]byte{"steady": bytes.Repeat([]byte("r"), 4<<20)})
+		pr, pw := io.Pipe()
+		go func() {
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for len(body) > 0 {
+				n := min(len(body), 512<<10)
+				if _, err := pw.Write(body[:n]); err != nil {
+					return
+				}
+				body = body[n:]
+				<-tick.C
+			}
+			pw.Close()
+		}()
+		resp, err := http.Post(p.url+"/add?progress=true", ct, pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || resp.Trailer.Get("X-Stream-Error") != "" || !bytes.Contains(raw, []byte(`"name":"steady","cid":"Qm`)) {
+			t.Fatalf("steady add: %v %d %q %q", err, resp.StatusCode, resp.Trailer.Get("X-Stream-Error"), raw)
+		}
+	})
 	t.Run("never reads", func(t *testing.T) {
 		// 20,000 files with long names: megabytes of output lines, more
 		// than the socket buffers hold, so the server's writes block.
@@ -228,14 +257,15 @@ func TestHostileClientsHoldNoSlots(t *testing.T) {
 		ct, body := multipartBody(t, map[string][]byte{"slow": bytes.Repeat([]byte("s"), 1<<20)})
 		conn := dialFrom(t, "127.0.0.1", addr)
 		// What the server reads before the add starts arrives at once
-		// (the header timeout bounds that part); then a byte every 20 ms.
+		// (the header timeout bounds that part); then a byte every 100 ms,
+		// never long enough apart for the stall timeout.
 		fmt.Fprintf(conn, "POST /add HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n", ct, len(body))
 		conn.Write(body[:256<<10])
 		body = body[256<<10:]
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go func() {
-			tick := time.NewTicker(20 * time.Millisecond)
+			tick := time.NewTicker(100 * time.Millisecond)
 			defer tick.Stop()
 			for i := 0; i < len(body); i++ {
 				if _, err := conn.Write(body[i : i+1]); err != nil {
