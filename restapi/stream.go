@@ -100,26 +100,50 @@ func (s *Server) startStream(ctx *fasthttp.RequestCtx, pctx context.Context, can
 	return nil
 }
 
-// Read implements io.Reader; one call returns at most one object so that
-// each is flushed as its own chunk.
+// Read implements io.Reader. It blocks only until one object is queued,
+// then adds every further object already queued that fits in p: fasthttp
+// writes each Read as one chunk with its own write(2), and a burst of
+// outputs (an add of 10,000 small files sends 10,101) cost one syscall
+// each, 10% of the CPU of such an add. An object that arrives alone is
+// still sent at once. lines are owned by the stream once sent; they are
+// only read here.
 func (ls *lineStream) Read(p []byte) (int, error) {
 	if len(ls.cur) == 0 {
 		line, ok := <-ls.lines
 		if !ok {
-			<-ls.done
-			if ls.err != nil {
-				ls.hdr.Set("X-Stream-Error", message(ls.err))
-			}
-			// The last chunk and the trailer are written next.
-			extendWrite(ls.conn, ls.writeStall)
-			return 0, io.EOF
+			return 0, ls.end()
 		}
 		ls.cur = line
 	}
 	n := copy(p, ls.cur)
 	ls.cur = ls.cur[n:]
+fill:
+	for len(ls.cur) == 0 && n < len(p) {
+		select {
+		case line, ok := <-ls.lines:
+			if !ok {
+				break fill // closed: the next Read ends the stream
+			}
+			m := copy(p[n:], line)
+			n += m
+			ls.cur = line[m:]
+		default:
+			break fill
+		}
+	}
 	extendWrite(ls.conn, ls.writeStall)
 	return n, nil
+}
+
+// end sets the trailer once the producer has returned and gives io.EOF.
+func (ls *lineStream) end() error {
+	<-ls.done
+	if ls.err != nil {
+		ls.hdr.Set("X-Stream-Error", message(ls.err))
+	}
+	// The last chunk and the trailer are written next.
+	extendWrite(ls.conn, ls.writeStall)
+	return io.EOF
 }
 
 // extendWrite moves a connection's write deadline forward before the next
