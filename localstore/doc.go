@@ -123,13 +123,15 @@
 //
 // The options in pebbleOptions were chosen, and measured, when blocks
 // lived in pebble, and still fit an index of small entries: memtables of
-// up to 64 MiB (pebble starts at 256 KiB and doubles; an index entry takes
-// about 120 bytes there, so flushes are rare), 64 MiB tables at L0, bloom
+// up to 8 MiB (pebble starts at 256 KiB and doubles; an index entry takes
+// about 120 bytes there; 64 MiB left up to 8 memtables for the lookup
+// before every Put to search, a third of the CPU of small-file adds, see
+// memTableSize), 64 MiB tables at L0, bloom
 // filters on every level (Put looks a block up before writing it, and
 // nearly always misses), WAL bytes-per-sync 1 MiB, a 64 MiB block cache.
 // Value separation, which kept blocks out of compactions, was dropped: no
 // index entry comes near its 1 KiB minimum. None of it has been measured
-// for the index alone.
+// for the index alone, except the memtable size (issue 10, figure 1).
 //
 // # Tests
 //

@@ -29,11 +29,16 @@ import (
 // BenchmarkPut; they are kept because they still fit the index and are not
 // re-measured for it (doc.go).
 const (
-	// memTableSize is the size of one memtable. Pebble starts at 256 KiB
-	// and doubles it at each rotation up to this; an index entry takes
-	// about 120 bytes in a memtable, so 64 MiB holds the entries of about
-	// 130 GiB of 256 KiB blocks, and flushes are rare.
-	memTableSize = 64 << 20
+	// memTableSize is the size of one memtable. Pebble starts at 256 KiB,
+	// doubles it at each rotation up to this, and flushes only once the
+	// queued memtables add up to half of it: with 64 MiB, the first 32 MiB
+	// of index entries (about 270,000 blocks, 27 adds of 10,000 small
+	// files) stayed in up to 8 memtables, and the lookup that runs before
+	// every Put searched each skiplist in turn: 33% of the CPU of an add of
+	// 4 KiB files (issue 10, figure 1; BENCHMARKS.md). 8 MiB keeps at most
+	// 5 during that ramp and 1–2 after it, still about 70,000 entries
+	// (17 GiB of 256 KiB blocks) per flush.
+	memTableSize = 8 << 20
 
 	// memTableStopWritesThreshold is how many memtables may be queued for
 	// flushing before writes stall.
