@@ -10,6 +10,7 @@ import (
 
 	"github.com/ingestd/ingestd/blockfanout"
 	"github.com/ingestd/ingestd/clusterapi"
+	"github.com/ingestd/ingestd/ingest"
 	"github.com/ingestd/ingestd/ingest/car"
 	"github.com/ingestd/ingestd/ingest/multipart"
 	"github.com/ingestd/ingestd/ingest/unixfs"
@@ -40,6 +41,11 @@ func statusOf(err error) (int, int) {
 		return se.Code, se.RetryAfter
 	case errors.Is(err, pinner.ErrNotFound):
 		return fasthttp.StatusNotFound, 0
+	case errors.Is(err, ErrUploadStalled), errors.Is(err, ErrUploadTooSlow):
+		// Before multipart's "malformed body", which wraps them.
+		return fasthttp.StatusRequestTimeout, 0
+	case errors.Is(err, unixfs.ErrUploadLimit):
+		return fasthttp.StatusRequestEntityTooLarge, 0
 	case errors.Is(err, syscall.ENOSPC):
 		// The store went read-only on a full disk (docs/reliability.md):
 		// 507 says so; a retry does not help before a restart with room.
@@ -52,6 +58,7 @@ func statusOf(err error) (int, int) {
 		errors.Is(err, unixfs.ErrBadOption),
 		errors.Is(err, unixfs.ErrBadEntry),
 		errors.Is(err, unixfs.ErrNoFiles),
+		errors.Is(err, ingest.ErrCIDRefused),
 		errors.Is(err, errCarWrap), errors.Is(err, errCarNotFile), errors.Is(err, errCarParts),
 		isCarError(err):
 		return fasthttp.StatusBadRequest, 0

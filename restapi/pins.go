@@ -12,6 +12,7 @@ import (
 	cid "github.com/ipfs/go-cid"
 	"github.com/valyala/fasthttp"
 
+	"github.com/ingestd/ingestd/ingest"
 	"github.com/ingestd/ingestd/pinner"
 )
 
@@ -70,6 +71,16 @@ func (s *Server) pin(ctx *fasthttp.RequestCtx, c cid.Cid) error {
 	req, err := pinRequest(ctx, c)
 	if err != nil {
 		return err
+	}
+	// A CID kubo refuses (an identity CID carrying more than 128 bytes, a
+	// hash it does not allow) could never be pinned on a peer and, as an
+	// identity CID, can be megabytes long in every listing.
+	for _, k := range []cid.Cid{c, req.PinUpdate.Cid} {
+		if k.Defined() {
+			if err := ingest.CheckCID(k); err != nil {
+				return &StatusError{Code: fasthttp.StatusBadRequest, Err: err}
+			}
+		}
 	}
 	// A collection that marked before this pin exists must not sweep its
 	// blocks after.

@@ -1,6 +1,7 @@
 package restapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	cid "github.com/ipfs/go-cid"
+	mh "github.com/multiformats/go-multihash"
 
 	"github.com/ingestd/ingestd/ingest/car"
 )
@@ -182,6 +184,9 @@ func TestPinRoutesWire(t *testing.T) {
 	ts := startServer(t)
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	const unknown = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
+	// kubo refuses an identity CID carrying more than 128 bytes, and md5.
+	bigIdentity := cid.NewCidV1(cid.Raw, mhSum(t, bytes.Repeat([]byte("i"), 129), mh.IDENTITY)).String()
+	md5 := cid.NewCidV1(cid.Raw, mhSum(t, []byte("x"), mh.MD5)).String()
 	for _, c := range []struct {
 		method, path string
 		status       int
@@ -204,6 +209,10 @@ func TestPinRoutesWire(t *testing.T) {
 		{"POST", "/pins/" + unknown + "?pin-update=notacid", 400, "error decoding update option parameter"},
 		{"POST", "/pins/" + unknown + "?pin-update=" + unknown, 400, "not in the pinset"},
 		{"POST", "/pins/ipfs/notacid", 400, "error parsing path"},
+		{"POST", "/pins/" + bigIdentity, 400, "CID refused"},
+		{"POST", "/pins/ipfs/" + bigIdentity, 400, "CID refused"},
+		{"POST", "/pins/" + md5, 400, "CID refused"},
+		{"POST", "/pins/" + unknown + "?pin-update=" + bigIdentity, 400, "CID refused"},
 		{"POST", "/pins/ipns/example.com/x", 400, "only /ipfs/ paths"},
 		{"GET", "/pins/ipfs/" + unknown, 404, "not found"},
 		{"DELETE", "/peers/notapeer", 400, "error decoding Peer ID"},
@@ -379,4 +388,13 @@ func TestGCInterval(t *testing.T) {
 	if err := car.CheckStored(t.Context(), kept, ts.store.Get, true); err != nil {
 		t.Fatalf("the pinned add lost blocks: %v", err)
 	}
+}
+
+func mhSum(t *testing.T, data []byte, code uint64) mh.Multihash {
+	t.Helper()
+	h, err := mh.Sum(data, code, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
