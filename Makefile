@@ -22,6 +22,7 @@ vet:
 	$(GO) vet -tags hostile ./cmd/ingestd
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
 	$$(bash .ci/staticcheck.sh) ./...
+	$$(bash .ci/staticcheck.sh) -tags hostile ./cmd/ingestd
 	@$(GO) mod tidy -diff || (echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1)
 
 unit:

@@ -90,16 +90,20 @@ func closedByServer(t *testing.T, c net.Conn, what string) []byte {
 func TestHostileSlowRequests(t *testing.T) {
 	p := start(t, binary(t), "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--header-timeout", "300ms")
 	addr := strings.TrimPrefix(p.url, "http://")
-	for _, c := range []struct{ name, send string }{
-		{"nothing", ""},
-		{"bare LF request line", "GET /id HTTP/1.1\n"},
-		{"unended headers", "GET /id HTTP/1.1\r\nHost: x\r\nX-A: b\r\n"},
-		{"short body", "POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{}"},
+	for _, c := range []struct{ name, send, answer string }{
+		{"nothing", "", ""},
+		{"bare LF request line", "GET /id HTTP/1.1\n", ""},
+		{"unended headers", "GET /id HTTP/1.1\r\nHost: x\r\nX-A: b\r\n", ""},
+		{"short body", "POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{}", `{"code":408,`},
+		{"huge header", "GET /id HTTP/1.1\r\nHost: x\r\nX-A: " + strings.Repeat("a", 16<<10) + "\r\n\r\n", `{"code":431,`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			conn := dialFrom(t, "127.0.0.1", addr)
 			io.WriteString(conn, c.send)
-			closedByServer(t, conn, c.name)
+			// An answer, when there is one, is IPFS Cluster's error object.
+			if got := closedByServer(t, conn, c.name); !bytes.Contains(got, []byte(c.answer)) {
+				t.Fatalf("%s: answered %q, want %s", c.name, got, c.answer)
+			}
 			if s := status(t, p.url+"/id"); s != 200 {
 				t.Fatalf("/id = %d after %s", s, c.name)
 			}
