@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,73 +16,9 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	cid "github.com/ipfs/go-cid"
 	datastore "github.com/ipfs/go-datastore"
+
+	"github.com/ingestd/ingestd/internal/disktest"
 )
-
-// mountTmpfs mounts a tmpfs of size (mount's syntax: "32m") on a new
-// directory, unmounted at the end of the test. It needs root: without it
-// the test fails when CI=true or INGESTD_REQUIRE_KUBO is set (make unit
-// and make race set it, and CI runs as root), and skips elsewhere.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		msg := "mounting a tmpfs needs root"
-		if requireDirect() {
-			t.Fatalf("%s; CI=true or INGESTD_REQUIRE_KUBO is set, so this is a failure: run the tests as root", msg)
-		}
-		t.Skipf("%s; run the tests as root", msg)
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Fatalf("cannot mount a tmpfs on %s: %v: %s", dir, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("cannot unmount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
-
-// fillFile writes path until the file system is full.
-func fillFile(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("cannot fill %s: %v", path, err)
-			}
-			return
-		}
-	}
-}
-
-// diskBytes is what the files under dir take on disk: unchanged, nothing
-// was written (tmpfs allocates pages on write).
-func diskBytes(t *testing.T, dir string) int64 {
-	t.Helper()
-	var n int64
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		n += fi.Sys().(*syscall.Stat_t).Blocks * 512
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
 
 // logLines collects what a store logs.
 type logLines struct {
@@ -122,7 +56,7 @@ func TestOutOfSpace(t *testing.T) {
 
 func testOutOfSpace(t *testing.T, direct bool) {
 	ctx := context.Background()
-	mnt := mountTmpfs(t, "32m")
+	mnt := disktest.MountTmpfs(t, "32m")
 	spare := filepath.Join(mnt, "spare")
 	if err := os.WriteFile(spare, make([]byte, 8<<20), 0o644); err != nil {
 		t.Fatal(err)
@@ -194,7 +128,7 @@ func testOutOfSpace(t *testing.T, direct bool) {
 	if err := os.Remove(spare); err != nil {
 		t.Fatal(err)
 	}
-	used := diskBytes(t, dir)
+	used := disktest.UsedBytes(t, dir)
 	c, data := testBlock(t, 100000, 1000)
 	refused := func(what string, err error) {
 		t.Helper()
@@ -211,7 +145,7 @@ func testOutOfSpace(t *testing.T, direct bool) {
 	refused("Collect", err)
 	_, err = s.Compact(ctx)
 	refused("Compact", err)
-	if got := diskBytes(t, dir); got != used {
+	if got := disktest.UsedBytes(t, dir); got != used {
 		t.Fatalf("refused writes changed the store's files: %d bytes on disk, then %d", used, got)
 	}
 	for _, b := range synced {
@@ -231,7 +165,7 @@ func testOutOfSpace(t *testing.T, direct bool) {
 	}
 
 	// Restart on the still-full disk: read-only, reads served.
-	fillFile(t, spare)
+	disktest.Fill(t, spare)
 	s = open()
 	if err := s.Writable(); !errors.Is(err, ErrReadOnly) || !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("Writable() after opening on a full disk = %v, want ErrReadOnly and ENOSPC", err)

@@ -96,26 +96,11 @@ func startWith(t *testing.T, cmd *exec.Cmd) *proc {
 
 func addFile(t *testing.T, url, name string, data []byte) string {
 	t.Helper()
-	var buf bytes.Buffer
-	w := multipart.NewWriter(&buf)
-	fw, _ := w.CreateFormFile("file", name)
-	fw.Write(data)
-	w.Close()
-	resp, err := http.Post(url+"/add", w.FormDataContentType(), &buf)
-	if err != nil {
-		t.Fatal(err)
+	c, msg := tryAdd(t, url, name, data)
+	if c == "" {
+		t.Fatalf("add: %s", msg)
 	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 || resp.Trailer.Get("X-Stream-Error") != "" {
-		t.Fatalf("add: %d %q %q", resp.StatusCode, raw, resp.Trailer.Get("X-Stream-Error"))
-	}
-	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
-	var o struct{ Cid string }
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &o); err != nil || o.Cid == "" {
-		t.Fatalf("add: last output %q has no cid: %v", lines[len(lines)-1], err)
-	}
-	return o.Cid
+	return c
 }
 
 func status(t *testing.T, url string) int {

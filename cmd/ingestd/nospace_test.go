@@ -4,86 +4,20 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"math/rand/v2"
 	"mime/multipart"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ingestd/ingestd/internal/disktest"
 )
-
-// mountTmpfs mounts a tmpfs of size on a new directory, unmounted at the
-// end of the test. Without root it fails when CI=true or
-// INGESTD_REQUIRE_KUBO is set (make unit and make race set it; CI runs as
-// root), and skips elsewhere.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		msg := "mounting a tmpfs needs root"
-		if os.Getenv("CI") == "true" || os.Getenv("INGESTD_REQUIRE_KUBO") != "" {
-			t.Fatalf("%s; CI=true or INGESTD_REQUIRE_KUBO is set, so this is a failure: run the tests as root", msg)
-		}
-		t.Skipf("%s; run the tests as root", msg)
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Fatalf("cannot mount a tmpfs on %s: %v: %s", dir, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("cannot unmount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
-
-// fillDisk appends to path until its file system is full.
-func fillDisk(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("cannot fill %s: %v", path, err)
-			}
-			return
-		}
-	}
-}
-
-// usedBytes is what the files under dir take (tmpfs allocates on write).
-func usedBytes(t *testing.T, dir string) int64 {
-	t.Helper()
-	var n int64
-	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		n += fi.Sys().(*syscall.Stat_t).Blocks * 512
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
 
 // tryAdd posts one file to /add and returns the root CID, or the error the
 // server reported (status or X-Stream-Error trailer).
@@ -171,7 +105,7 @@ func stop(t *testing.T, p *proc) {
 // still-full disk serves reads and refuses writes; a restart with room
 // takes adds again.
 func TestOutOfSpace(t *testing.T) {
-	mnt := mountTmpfs(t, "40m")
+	mnt := disktest.MountTmpfs(t, "40m")
 	spare := filepath.Join(mnt, "spare")
 	if err := os.WriteFile(spare, make([]byte, 8<<20), 0o644); err != nil {
 		t.Fatal(err)
@@ -200,12 +134,12 @@ func TestOutOfSpace(t *testing.T) {
 	if err := os.Remove(spare); err != nil {
 		t.Fatal(err)
 	}
-	used := usedBytes(t, data)
+	used := disktest.UsedBytes(t, data)
 	// Refused before the upload is read: 507 Insufficient Storage.
 	if c, msg := tryAdd(t, p.url, "second", random(3, 1000)); c != "" || !strings.HasPrefix(msg, "507 ") || !strings.Contains(msg, "read-only") {
 		t.Fatalf("an add after the failure: cid %q, error %q; want the read-only error", c, msg)
 	}
-	if got := usedBytes(t, data); got != used {
+	if got := disktest.UsedBytes(t, data); got != used {
 		t.Fatalf("the refused add wrote: %d bytes used before, %d after", used, got)
 	}
 	if got := pinned(t, p.url); len(got) != 1 {
@@ -223,7 +157,7 @@ func TestOutOfSpace(t *testing.T) {
 	}
 
 	// Restart on the still-full disk.
-	fillDisk(t, spare)
+	disktest.Fill(t, spare)
 	p = start(t, bin, args...)
 	if !strings.Contains(p.logText(), "opened read-only") {
 		t.Fatalf("the startup log does not say the store is read-only:\n%s", p.logText())
