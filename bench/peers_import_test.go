@@ -7,9 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -279,80 +277,4 @@ func BenchmarkPeersImport(b *testing.B) {
 		pool.Stop()
 		store.Close()
 	}
-}
-
-// BenchmarkPeersMemory adds one INGESTD_MEM_PEERS_MIB (default 4096) MiB
-// file, generated as it is sent, to a fresh ingestd process with three
-// kubo peers (pinned on all three) and reports the process's peak RSS
-// (VmHWM); it fails over maxRSS (128 MiB).
-//
-//	go test -run '^$' -bench PeersMemory -benchtime 1x ./bench
-func BenchmarkPeersMemory(b *testing.B) {
-	mib := 4096
-	if v, err := strconv.Atoi(os.Getenv("INGESTD_MEM_PEERS_MIB")); err == nil && v > 0 {
-		mib = v
-	}
-	var args []string
-	for i := 0; i < 3; i++ {
-		d := kubotest.StartDaemon(b, kubotest.NewRepo(b))
-		args = append(args, "--peer", fmt.Sprintf("kubo%d=%s", i, d.URL()))
-	}
-	url, pid := startBinaryArgs(b, args...)
-	size := int64(mib) << 20
-	b.SetBytes(size)
-	for b.Loop() {
-		head := "--" + boundary + "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-		tail := "\r\n--" + boundary + "--\r\n"
-		body := io.MultiReader(stringsReader(head), newGenReader(size), stringsReader(tail))
-		req, _ := http.NewRequest("POST", url+"/add", body)
-		req.Header.Set("Content-Type", "multipart/form-data; boundary="+boundary)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		out, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || resp.Trailer.Get("X-Stream-Error") != "" || !strings.Contains(string(out), `"name":"big"`) {
-			b.Fatalf("add: %d %q %q", resp.StatusCode, out, resp.Trailer.Get("X-Stream-Error"))
-		}
-	}
-	rss := peakRSS(b, pid)
-	b.ReportMetric(float64(rss)/(1<<20), "peak-RSS-MiB")
-	if rss > maxRSS {
-		b.Fatalf("peak RSS %d MiB is over the %d MiB budget", rss>>20, maxRSS>>20)
-	}
-}
-
-// startBinaryArgs is startBinary with extra flags.
-func startBinaryArgs(b *testing.B, extra ...string) (string, int) {
-	bin := filepath.Join(b.TempDir(), "ingestd")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/ingestd").CombinedOutput(); err != nil {
-		b.Fatalf("build: %v\n%s", err, out)
-	}
-	args := append([]string{"--data", b.TempDir(), "--listen", "127.0.0.1:0", "--gateway", "off"}, extra...)
-	cmd := exec.Command(bin, args...)
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := listenRe.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case found <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
-	select {
-	case a := <-found:
-		return "http://" + a, cmd.Process.Pid
-	case <-time.After(60 * time.Second):
-		b.Fatal("ingestd did not start")
-	}
-	return "", 0
 }

@@ -35,11 +35,16 @@
 // roots list. kubo answers a dag/import only once it has read and stored
 // the whole CAR, with {"Stats":{"BlockCount","BlockBytesCount"}}: that
 // answer, checked against the blocks and bytes the request sent, is the
-// acknowledgement of every block of the segment at once. A segment
-// therefore ends at half a queue (Config.QueueBlocks/2 blocks,
+// acknowledgement of every block of the segment at once (in order: a
+// segment answered before an older one is acknowledged with it). A
+// segment ends at half a queue (Config.QueueBlocks/2 blocks,
 // Config.QueueBytes/2 bytes), at the end of the session, or as soon as a
-// Put waits for this peer, so that the other half of the queue takes new
-// blocks while kubo commits the segment. kubo stores a CAR in batches
+// Put waits for this peer. Each peer has up to two segments in flight:
+// the next one streams while kubo stores the previous one and answers
+// (with one at a time each peer sat idle for every answer: issue 12), and
+// both lie inside the queue, so memory is bounded as before. The second
+// request opens only once the peer has answered a dag/import with stats,
+// so a peer that refuses dag/import is sent one request, not two. kubo stores a CAR in batches
 // (PutMany) and spends about half the CPU per block of block/put
 // (BENCHMARKS.md, issue 12); fast-provide-root and fast-provide-dag are
 // off, since a segment has no roots to announce.
@@ -75,7 +80,8 @@
 //
 // A retry (either wire) reopens a request from the first block the peer
 // has not acknowledged; for dag/import that is the first block of the
-// failed segment.
+// oldest unanswered segment. A failure of either of a peer's two requests
+// aborts both (the failure is counted once) and resends from there.
 //
 // # Memory and goroutines
 //
@@ -91,9 +97,10 @@
 // being retried needs its unacknowledged blocks again, so they stay until
 // it acknowledges them or is dropped.
 //
-// Per peer and session there is one goroutine reading answers (and
-// retrying) and the HTTP transport's writer, which runs the body's WriteTo
-// (one request per peer at a time, either wire);
+// Per peer and session there are two goroutines (lanes) that open
+// requests, read answers and retry, and the HTTP transport's writer of
+// each open request, which runs the body's WriteTo (up to two dag/import
+// requests per peer at once, one block/put);
 // plus one watchdog per session and one liveness goroutine per Fanout.
 // Nothing is started per block. Every goroutine is tracked: Close waits for
 // a session's, Stop for all.

@@ -1,11 +1,13 @@
 package blockfanout
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/ingestd/ingestd/kuborpc"
@@ -79,34 +81,53 @@ func decodeImportLine(line []byte, prev *importStats) (*importStats, error) {
 // endOfImport checks a dag/import answer that ended: kubo read the whole
 // CAR, stored it (it answers after committing its batch) and counted the
 // very blocks and bytes the request sent, without a stream error. Then
-// every block of the request is acknowledged at once.
-func (st *stream) endOfImport(streamErr string, start uint64, stats *importStats) error {
+// every block of the request is acknowledged at once, or, if an older
+// segment of the peer is still open, as soon as that one is.
+func (st *stream) endOfImport(r *request, streamErr string, stats *importStats) error {
 	if streamErr != "" {
 		return fmt.Errorf("dag/import failed: kubo reported: %s", streamErr)
 	}
 	s := st.s
 	s.mu.Lock()
-	if !st.bodyDone {
+	if r.gen != st.epoch {
 		s.mu.Unlock()
-		return fmt.Errorf("dag/import answer ended before its body: %d blocks sent", st.written-start)
+		return errRequestAborted
+	}
+	if !r.bodyDone {
+		s.mu.Unlock()
+		return fmt.Errorf("dag/import answer ended before its body: %d blocks sent", r.written-r.start)
 	}
 	if stats == nil {
 		s.mu.Unlock()
 		st.peer.noImport.Store(true)
 		return fmt.Errorf("%w: dag/import answered without stats", errNoImport)
 	}
-	n := st.written - start
+	n := r.written - r.start
 	var size int64
-	for seq := start; seq < st.written; seq++ {
+	for seq := r.start; seq < r.written; seq++ {
 		size += int64(len(s.at(seq).data))
 	}
 	if stats.BlockCount != n || stats.BlockBytesCount != uint64(size) {
 		s.mu.Unlock()
 		return fmt.Errorf("cannot match dag/import stats (%d blocks, %d bytes) with the request (%d blocks %s to %s, %d bytes)",
-			stats.BlockCount, stats.BlockBytesCount, n, s.at(start).name, s.at(st.written-1).name, size)
+			stats.BlockCount, stats.BlockBytesCount, n, s.at(r.start).name, s.at(r.written-1).name, size)
 	}
-	st.acked = st.written
+	st.peer.imported.Store(true)
+	r.answered = true
 	st.since = time.Now()
+	if r.start != st.acked {
+		// An older segment is still open: its blocks come first.
+		i, _ := slices.BinarySearchFunc(st.early, r.start, func(e *request, start uint64) int { return cmp.Compare(e.start, start) })
+		st.early = slices.Insert(st.early, i, r)
+		s.mu.Unlock()
+		s.f.cfg.metrics.PeerAcked(st.peer.Name, int(n), size)
+		return nil
+	}
+	st.acked = r.written
+	for len(st.early) > 0 && st.early[0].start == st.acked {
+		st.acked = st.early[0].written
+		st.early = st.early[1:]
+	}
 	space := s.releaseLocked()
 	s.mu.Unlock()
 	closeSpace(space)

@@ -31,6 +31,10 @@ type Peer struct {
 	// noImport is set once p's dag/import was refused (403, 404, 405,
 	// 501, or an answer without stats): p gets block/put from then on.
 	noImport atomic.Bool
+	// imported is set once one of p's dag/imports answered with matching
+	// stats: only then does a session send p two segments at once, so that
+	// a peer that refuses dag/import is sent one refused request, not two.
+	imported atomic.Bool
 
 	// Guarded by Fanout.mu.
 	checked   bool

@@ -31,9 +31,8 @@ var errRequestAborted = errors.New("blockfanout: block/put request aborted")
 // another prefix (block/put), or when the segment is full (dag/import).
 type putBody struct {
 	st       *stream
-	gen      uint64
+	r        *request // the request this body belongs to
 	ctx      context.Context
-	wake     chan struct{}
 	boundary string
 	prefix   prefix // block/put: the prefix of every part
 	car      bool   // dag/import: a CAR segment
@@ -105,18 +104,18 @@ func (b *putBody) appendPartHeader(dst []byte, filename string) []byte {
 // waiting for a block if needed. Whatever it handed over before has been
 // written.
 func (b *putBody) advance() error {
-	st, s := b.st, b.st.s
+	st, s, r := b.st, b.st.s, b.r
 	s.mu.Lock()
 	for {
-		if st.gen != b.gen || !st.open || st.err != nil {
+		if r.gen != st.epoch || r.done || st.err != nil {
 			s.mu.Unlock()
 			return errRequestAborted
 		}
 		wasOwed := st.owed()
-		if st.busy {
+		if r.busy {
 			st.since = time.Now() // what was handed over is written
 		}
-		st.started, st.busy = true, false
+		r.started, r.busy = true, false
 		var blk *block
 		if b.next < s.end {
 			blk = s.at(b.next)
@@ -124,12 +123,12 @@ func (b *putBody) advance() error {
 		if blk != nil && b.takes(blk) {
 			b.frame(blk)
 			if !b.car && b.next > b.start {
-				st.ackable = b.next // the delimiter in this hand-over ends the previous part
+				r.ackable = b.next // the delimiter in this hand-over ends the previous part
 			}
 			b.next++
 			b.bytes += int64(len(blk.data))
-			st.written = b.next
-			st.busy = true
+			r.written, st.next = b.next, b.next
+			r.busy = true
 			st.touch(wasOwed)
 			s.mu.Unlock()
 			return nil
@@ -145,16 +144,19 @@ func (b *putBody) advance() error {
 			b.hdr = append(b.hdr, "--\r\n"...)
 			b.segs = append(b.arr[:0], b.hdr)
 			b.eof = true
-			st.ackable = b.next
-			st.bodyDone = true
-			st.busy = true
+			r.ackable = b.next
+			r.bodyDone = true
+			r.busy = true
 			st.touch(wasOwed)
+			wake := st.wakeLocked() // another lane may open the next segment now
 			s.mu.Unlock()
+			close(wake)
 			return nil
 		}
+		wake := st.wake
 		s.mu.Unlock()
 		select {
-		case <-b.wake:
+		case <-wake:
 		case <-b.ctx.Done():
 			return context.Cause(b.ctx)
 		}
@@ -167,7 +169,7 @@ func (b *putBody) advance() error {
 func (b *putBody) progress() {
 	s := b.st.s
 	s.mu.Lock()
-	if b.st.gen == b.gen {
+	if b.r.gen == b.st.epoch {
 		b.st.since = time.Now()
 	}
 	s.mu.Unlock()

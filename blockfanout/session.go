@@ -122,7 +122,7 @@ func (f *Fanout) NewSession(ctx context.Context, peers []*Peer, minOK int) *Sess
 
 	seen := make(map[*Peer]bool, len(peers))
 	for _, p := range peers {
-		st := &stream{s: s, peer: p, wake: make(chan struct{}, 1)}
+		st := &stream{s: s, peer: p, wake: make(chan struct{})}
 		if seen[p] {
 			st.err = kuborpc.Permanent(fmt.Errorf("cannot put blocks to peer %s: peer given twice", p))
 		} else if down, why := f.knownDown(p); down {
@@ -144,7 +144,7 @@ func (f *Fanout) NewSession(ctx context.Context, peers []*Peer, minOK int) *Sess
 	if !fail {
 		for _, st := range s.streams {
 			if st.err == nil {
-				s.running++
+				s.running += importDepth
 			}
 		}
 	}
@@ -156,7 +156,9 @@ func (f *Fanout) NewSession(ctx context.Context, peers []*Peer, minOK int) *Sess
 
 	for _, st := range s.streams {
 		if st.err == nil {
-			s.goTracked(st.run, func() { st.exit() })
+			for range importDepth {
+				s.goTracked(st.run, func() { st.exit() })
+			}
 		}
 	}
 	s.goTracked(s.watch, nil)
@@ -226,14 +228,17 @@ func (s *Session) Put(ctx context.Context, c cid.Cid, data []byte) error {
 		if n < uint64(len(s.ring)) && (n < 2 || s.held+size <= s.f.cfg.queueBytes) {
 			break
 		}
-		var wakes []chan struct{}
 		if !waited {
-			// Writers of dag/import segments end them when a Put waits.
 			waited = true
 			s.waiting++
 			s.stats.PutWaits++
-			wakes = s.wakesLocked()
 		}
+		// Writers of dag/import segments end them when a Put waits for
+		// their peer (the one at base). Signalled again each time the Put
+		// wakes without room: base may have moved to another peer, whose
+		// writer then waits for a block that cannot come (a hang seen with
+		// two segments per peer, 4 GiB to 3 kubos).
+		wakes := s.wakesLocked()
 		space := s.space
 		s.mu.Unlock()
 		notify(wakes)
@@ -347,25 +352,24 @@ func (s *Session) at(seq uint64) *block {
 	return s.ring[seq%uint64(len(s.ring))]
 }
 
-// wakesLocked returns the wake channels of every stream, for notify.
+// wakesLocked takes the wake channel of every live stream (replacing
+// it, see stream.wakeLocked), for notify.
 func (s *Session) wakesLocked() []chan struct{} {
 	wakes := make([]chan struct{}, 0, len(s.streams))
 	for _, st := range s.streams {
 		if st.err == nil {
-			wakes = append(wakes, st.wake)
+			wakes = append(wakes, st.wakeLocked())
 		}
 	}
 	return wakes
 }
 
-// notify signals each channel without blocking. Callers collect the
-// channels under s.mu and notify after unlocking.
+// notify closes each channel, which wakes every lane and body writer
+// waiting on it. Callers take the channels under s.mu (so each is closed
+// once) and notify after unlocking.
 func notify(chs []chan struct{}) {
 	for _, ch := range chs {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
+		close(ch)
 	}
 }
 
