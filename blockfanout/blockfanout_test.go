@@ -556,7 +556,7 @@ func TestNewValidation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := config{queueBlocks: 128, queueBytes: 16 << 20, segmentBlocks: 64, segmentBytes: 8 << 20, lagTimeout: 10 * time.Second, stallTimeout: time.Minute, maxRetries: 3, checkInterval: 5 * time.Second}
+	want := config{queueBlocks: 128, queueBytes: 8 << 20, segmentBlocks: 64, segmentBytes: 4 << 20, lagTimeout: 10 * time.Second, stallTimeout: time.Minute, maxRetries: 3, checkInterval: 5 * time.Second}
 	got := fo.cfg
 	got.client = nil
 	if got != want {

@@ -17,11 +17,16 @@ const (
 	DefaultQueueBlocks = 128
 
 	// DefaultQueueBytes is the number of block bytes a session keeps for a
-	// peer that has not acknowledged them yet: 16 MiB, 64 blocks of the
-	// default 256 KiB chunk. With 64 MiB, a 4 GiB add to 3 peers peaked at
-	// 199 MiB RSS (the log, and the garbage collector's headroom over it);
-	// the budget is 128 MiB (issue 12, BENCHMARKS.md).
-	DefaultQueueBytes = 16 << 20
+	// peer that has not acknowledged them yet: 8 MiB, 32 blocks of the
+	// default 256 KiB chunk, i.e. two 4 MiB dag/import segments in flight.
+	// A 4 GiB add to 3 peers peaked at 199 MiB RSS with 64 MiB, 137 MiB
+	// with 16 MiB and 108.5 MiB with 8 MiB: the heap profile at the peak
+	// holds the queued blocks (never freed to a pool: the importer's leaf
+	// buffers become garbage once acknowledged), and the garbage
+	// collector lets the heap grow to twice what is live, so each MiB of
+	// queue costs about two of RSS. The budget is 128 MiB (issue 12,
+	// BENCHMARKS.md).
+	DefaultQueueBytes = 8 << 20
 
 	// DefaultStallTimeout is how long a peer may owe an acknowledgement
 	// before it is failed: IPFS Cluster's pin_timeout logic, applied to
@@ -81,7 +86,7 @@ type Config struct {
 	// two blocks always takes one more (kubo acknowledges a block only
 	// when the next begins), so the bound is max(QueueBytes, the two
 	// largest blocks). Blocks are shared by the peers of a session, so
-	// this is also the bound on the bytes one session holds. Default 16
+	// this is also the bound on the bytes one session holds. Default 8
 	// MiB (DefaultQueueBytes); 0 means the default.
 	QueueBytes int64
 
