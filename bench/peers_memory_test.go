@@ -137,12 +137,7 @@ func sampleHeapAtPeak(b *testing.B, pid int, debugAddr, dir string, stop chan st
 	}
 }
 
-// startBinaryArgs is startBinary with extra flags.
-func startBinaryArgs(b *testing.B, extra ...string) (string, int) {
-	return startBinaryProfiled(b, "", "", extra...)
-}
-
-// startBinaryProfiled is startBinaryArgs; with a profDir the process runs
+// startBinaryProfiled is startBinary with extra flags; with a profDir the process runs
 // with GODEBUG=gctrace=1 and its stderr is copied to profDir/gctrace.log.
 // debugAddr (the --debug listener, also logged) is not taken for the API's.
 func startBinaryProfiled(b *testing.B, profDir, debugAddr string, extra ...string) (string, int) {
